@@ -1,0 +1,265 @@
+"""The guarded send: re-check the store, record in the ledger, render, hand to the transport.
+
+Order matters. The ledger row (unique idempotency key) is written *before* the
+provider is called and marked ``attempting`` around the call, so a retry or a
+crashed worker can tell "never tried" from "may have gone out" and never mails
+anyone twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.rendering import Renderer, TemplateError
+from activities.transports import (
+    AmbiguousSendError,
+    MailTransport,
+    OutgoingEmail,
+    PermanentSendError,
+    RetryableSendError,
+)
+from triggermail.journeys import JourneysConfig
+from triggermail.store import Cart, Coupon, Customer, EmailSend, Order, utcnow
+from workflows.types import SendEmailInput, SendResult
+
+FINAL = frozenset({"sent", "failed", "skipped", "unknown"})
+_COUPON_ALPHABET = string.ascii_uppercase.replace("O", "").replace("I", "") + "23456789"
+
+
+@dataclass
+class EmailActivities:
+    """Activities that send journey e-mails; ``worker.py`` hands in the dependencies."""
+
+    session_factory: sessionmaker[Session]
+    renderer: Renderer
+    transport: MailTransport
+    journeys: JourneysConfig
+    clock: Callable[[], datetime] = field(default=utcnow)
+    """Now, for the ledger and coupon expiry; tests hand in the time-skipping server's clock."""
+
+    @activity.defn
+    def send_email(self, request: SendEmailInput) -> SendResult:
+        """Send one step's e-mail at most once, unless a guard says it must not go."""
+        with self.session_factory() as session:
+            row = session.scalar(
+                select(EmailSend).where(EmailSend.idempotency_key == request.idempotency_key)
+            )
+            if row is not None and row.status in FINAL:
+                return _result(row)
+            if row is not None and row.status == "attempting" and not self.transport.idempotent:
+                # An earlier attempt reached the provider call and never came back (crash,
+                # timeout): the e-mail may be out. Sending again could mail it twice.
+                row.status = "unknown"
+                row.reason = "earlier attempt ended mid-send; not resent"
+                session.commit()
+                return _result(row)
+
+            customer = session.get(Customer, request.customer_id)
+            cart = (
+                session.scalar(
+                    select(Cart).where(Cart.id == request.cart_id).options(selectinload(Cart.lines))
+                )
+                if request.cart_id
+                else None
+            )
+            reason = _guard(session, request, customer, cart)
+            if row is None:
+                row = EmailSend(
+                    idempotency_key=request.idempotency_key,
+                    customer_id=request.customer_id,
+                    journey=request.journey,
+                    step=request.step.name,
+                    variant=request.variant,
+                    workflow_id=request.workflow_id,
+                    template=request.step.template,
+                    status="pending",
+                )
+                session.add(row)
+                try:
+                    session.flush()
+                except IntegrityError:
+                    # A concurrent attempt of the same step won the insert: defer to it.
+                    session.rollback()
+                    raise ApplicationError(
+                        "same step being sent concurrently", type="Busy"
+                    ) from None
+            if reason is not None:
+                row.status, row.reason = "skipped", reason
+                session.commit()
+                activity.logger.info("step %s skipped: %s", request.step.name, reason)
+                return _result(row)
+
+            assert customer is not None and customer.email is not None
+            now = self.clock()
+            coupon = (
+                self._coupon(session, request, customer, now)
+                if request.step.coupon_percent
+                else None
+            )
+            try:
+                rendered = self.renderer.render(
+                    request.step.template,
+                    _context(self.journeys, customer, cart, coupon, now),
+                    locale=customer.locale,
+                )
+            except TemplateError as err:
+                row.status, row.reason = "failed", str(err)
+                session.commit()
+                raise ApplicationError(str(err), type="TemplateError", non_retryable=True) from err
+            row.to_email, row.subject = customer.email, rendered.subject
+            row.coupon_code = coupon.code if coupon else None
+            row.status, row.attempts = "attempting", row.attempts + 1
+            session.commit()
+            email = OutgoingEmail(
+                send_id=row.id,
+                to_email=customer.email,
+                to_name=customer.first_name,
+                from_email=self.journeys.shop.from_email,
+                from_name=self.journeys.shop.from_name or self.journeys.shop.name,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                date=now,
+            )
+
+            try:
+                provider_id = self.transport.send(email)
+            except RetryableSendError as err:
+                row.status, row.reason = "pending", str(err)
+                session.commit()
+                raise ApplicationError(
+                    str(err), type="RetryableSendError", next_retry_delay=err.retry_after
+                ) from err
+            except PermanentSendError as err:
+                row.status, row.reason = "failed", str(err)
+                session.commit()
+                return _result(row)
+            except AmbiguousSendError as err:
+                row.status, row.reason = "unknown", str(err)
+                session.commit()
+                return _result(row)
+            row.status, row.reason = "sent", None
+            row.provider_message_id, row.sent_at = provider_id, self.clock()
+            session.commit()
+            return _result(row)
+
+    def _coupon(
+        self, session: Session, request: SendEmailInput, customer: Customer, now: datetime
+    ) -> Coupon:
+        """The e-mail's coupon, created once: a retry finds the one it made before."""
+        existing = session.scalar(select(Coupon).where(Coupon.send_key == request.idempotency_key))
+        if existing is not None:
+            return existing
+        step = request.step
+        assert step.coupon_percent is not None and step.coupon_valid_s is not None
+        code = "".join(secrets.choice(_COUPON_ALPHABET) for _ in range(10))
+        coupon = Coupon(
+            code=f"{code[:5]}-{code[5:]}",
+            customer_id=customer.id,
+            percent=step.coupon_percent,
+            send_key=request.idempotency_key,
+            created_at=now,
+            expires_at=now + timedelta(seconds=step.coupon_valid_s),
+        )
+        session.add(coupon)
+        session.flush()
+        return coupon
+
+
+def _guard(
+    session: Session, request: SendEmailInput, customer: Customer | None, cart: Cart | None
+) -> str | None:
+    """Why this e-mail must not go now, read fresh from the store; None when it may."""
+    if customer is None:
+        return "unknown_customer"
+    if not customer.email:
+        return "no_email"
+    if not customer.marketing_consent:
+        return "no_consent"
+    # The signal that ends a journey on purchase can be lost; the store cannot.
+    ordered = session.scalar(
+        select(Order.id)
+        .where(
+            Order.customer_id == customer.id,
+            Order.placed_at >= request.entered_at,
+            Order.status == "completed",
+        )
+        .limit(1)
+    )
+    if ordered is not None:
+        return "converted"
+    if request.cart_id is not None:
+        if cart is None or cart.status == "emptied" or not cart.lines:
+            return "cart_emptied"
+        if cart.status == "ordered":
+            return "converted"
+    return None
+
+
+def _context(
+    journeys: JourneysConfig,
+    customer: Customer,
+    cart: Cart | None,
+    coupon: Coupon | None,
+    now: datetime,
+) -> dict[str, Any]:
+    shop = journeys.shop
+    context: dict[str, Any] = {
+        "shop": shop.model_dump(),
+        "customer": {
+            "id": customer.id,
+            "first_name": customer.first_name,
+            "timezone": customer.timezone,
+        },
+        "cart": None,
+        "coupon": None,
+        "now": now,
+    }
+    if cart is not None:
+        lines = []
+        total = Decimal(0)
+        for line in cart.lines:
+            product = line.product
+            price = line.price if line.price is not None else product.price
+            line_total = price * line.quantity if price is not None else None
+            total += line_total or 0
+            lines.append(
+                {
+                    "name": product.name,
+                    "quantity": line.quantity,
+                    "price": price,
+                    "line_total": line_total,
+                    "url": product.url or f"{shop.url}/products/{product.id}",
+                    "image_url": product.image_url,
+                }
+            )
+        context["cart"] = {
+            "id": cart.id,
+            "lines": lines,
+            "total": total,
+            "currency": cart.currency or shop.currency,
+            "url": f"{shop.url}/cart",
+        }
+    if coupon is not None:
+        context["coupon"] = {
+            "code": coupon.code,
+            "percent": coupon.percent,
+            "expires_at": coupon.expires_at,
+        }
+    return context
+
+
+def _result(row: EmailSend) -> SendResult:
+    return SendResult(status=row.status, send_id=row.id, reason=row.reason)

@@ -1,0 +1,277 @@
+"""Segment-spec events (identify, track, page, alias), validated at the door.
+
+Shops send these unchanged from Segment, RudderStack or Jitsu SDKs, so the models
+accept everything the spec allows and check only the fields triggermail acts on;
+what is wrong is reported by its path in the event (``properties.products[0].price``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+PRODUCT_EVENTS = frozenset(
+    {"Product Viewed", "Product Added", "Product Removed", "Product Reviewed"}
+)
+ORDER_EVENTS = frozenset(
+    {
+        "Cart Viewed",
+        "Checkout Started",
+        "Order Completed",
+        "Order Refunded",
+        "Order Cancelled",
+        "Order Shipped",
+        "Order Delivered",
+    }
+)
+ORDER_ID_REQUIRED = frozenset(
+    {"Order Completed", "Order Refunded", "Order Cancelled", "Order Shipped", "Order Delivered"}
+)
+
+
+class EventError(ValueError):
+    """An event that cannot be accepted; ``problems`` pairs each field path with what is wrong."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {message}" for path, message in problems))
+
+
+class _Open(BaseModel):
+    # Segment payloads carry many fields we do not use; keep them, check ours.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+
+class ProductProps(_Open):
+    """A product as Segment's e-commerce spec describes it."""
+
+    product_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("product_id", "productId", "id", "sku")
+    )
+    name: str | None = None
+    price: NonNegative | None = None
+    quantity: int = Field(default=1, ge=0)
+    brand: str | None = None
+    category: str | None = None
+    url: str | None = None
+    image_url: str | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    cart_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce_ids(cls, data: Any) -> Any:
+        # SDKs send numeric ids as numbers; ids are strings everywhere in the store.
+        if isinstance(data, dict):
+            for key in ("product_id", "productId", "id", "sku", "cart_id"):
+                if isinstance(data.get(key), int | float) and not isinstance(data.get(key), bool):
+                    data = {**data, key: str(data[key])}
+        return data
+
+
+class OrderProps(_Open):
+    order_id: str | None = Field(default=None, validation_alias=AliasChoices("order_id", "orderId"))
+    checkout_id: str | None = None
+    cart_id: str | None = None
+    total: NonNegative | None = None
+    revenue: NonNegative | None = None
+    value: NonNegative | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    coupon: str | None = None
+    products: list[ProductProps] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce_ids(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("order_id", "orderId", "checkout_id", "cart_id"):
+                if isinstance(data.get(key), int | float) and not isinstance(data.get(key), bool):
+                    data = {**data, key: str(data[key])}
+        return data
+
+
+class Traits(_Open):
+    email: EmailStr | None = None
+    first_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("first_name", "firstName")
+    )
+    last_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("last_name", "lastName")
+    )
+    locale: str | None = None
+    timezone: str | None = None
+    birthday: str | None = None
+    marketing_consent: bool | None = Field(
+        default=None,
+        validation_alias=AliasChoices("marketing_consent", "marketingConsent", "email_consent"),
+    )
+
+
+class SegmentEvent(_Open):
+    """One Segment call: the envelope every type shares, plus each type's own part."""
+
+    type: Literal["identify", "track", "page", "screen", "alias", "group"]
+    message_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("messageId", "message_id"), max_length=255
+    )
+    user_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("userId", "user_id"), max_length=255
+    )
+    anonymous_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("anonymousId", "anonymous_id"), max_length=255
+    )
+    timestamp: datetime | None = None
+    original_timestamp: datetime | None = Field(
+        default=None, validation_alias=AliasChoices("originalTimestamp", "original_timestamp")
+    )
+    sent_at: datetime | None = Field(
+        default=None, validation_alias=AliasChoices("sentAt", "sent_at")
+    )
+    context: dict[str, Any] = Field(default_factory=dict)
+    event: str | None = Field(default=None, max_length=255)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    previous_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("previousId", "previous_id")
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ids_as_strings(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("userId", "anonymousId", "user_id", "anonymous_id"):
+                if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+                    data = {**data, key: str(data[key])}
+        return data
+
+    @model_validator(mode="after")
+    def _needs_identity(self) -> SegmentEvent:
+        if not self.user_id and not self.anonymous_id:
+            raise ValueError("userId or anonymousId is required")
+        if self.type == "track" and not self.event:
+            raise ValueError("event (the event name) is required for track")
+        if self.type == "alias" and not self.previous_id:
+            raise ValueError("previousId is required for alias")
+        return self
+
+    def happened_at(self, received_at: datetime) -> datetime:
+        """When the event happened at the shop, as Segment computes it.
+
+        Segment corrects a client's clock skew with ``receivedAt - (sentAt - originalTimestamp)``;
+        a time in the future is taken as now.
+        """
+        if self.timestamp is not None:
+            when = _aware(self.timestamp)
+        elif self.original_timestamp is not None and self.sent_at is not None:
+            when = received_at - (_aware(self.sent_at) - _aware(self.original_timestamp))
+        elif self.original_timestamp is not None:
+            when = _aware(self.original_timestamp)
+        else:
+            when = received_at
+        return min(when, received_at)
+
+    def identity_traits(self) -> Traits:
+        """Traits of an identify call, or of ``context.traits`` on other calls."""
+        raw = self.traits if self.type == "identify" else self.context.get("traits") or {}
+        return Traits.model_validate(raw)
+
+    def product(self) -> ProductProps:
+        return ProductProps.model_validate(self.properties)
+
+    def order(self) -> OrderProps:
+        return OrderProps.model_validate(self.properties)
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_JSON = TypeAdapter(dict[str, Any])
+
+
+def parse_event(data: Mapping[str, Any], *, default_type: str | None = None) -> SegmentEvent:
+    """Validate one event; the checks that depend on the event name run here too.
+
+    Args:
+        data: the event as JSON-decoded from the SDK.
+        default_type: the type implied by the endpoint (``/v1/track``) when the body omits it.
+
+    Raises:
+        EventError: listing every field that is wrong, by path.
+    """
+    if not isinstance(data, Mapping):
+        raise EventError([("", "an event must be a JSON object")])
+    if default_type and "type" not in data:
+        data = {**data, "type": default_type}
+    try:
+        event = SegmentEvent.model_validate(data)
+        if event.type == "identify" or event.context.get("traits"):
+            _check(
+                event.identity_traits, "traits" if event.type == "identify" else "context.traits"
+            )
+        if event.type == "track" and event.event in PRODUCT_EVENTS:
+            _check(event.product, "properties")
+        if event.type == "track" and event.event in ORDER_EVENTS:
+            order = _check(event.order, "properties")
+            if event.event in ORDER_ID_REQUIRED and not order.order_id:
+                raise EventError([("properties.order_id", f"required for {event.event}")])
+    except ValidationError as err:
+        raise EventError([(_path(e["loc"]), _message(e)) for e in err.errors()]) from err
+    if event.message_id is None:
+        # Segment's own libraries always set messageId; for hand-made calls a digest of
+        # the body makes the same call sent twice a duplicate, as it should be.
+        body = json.dumps(_JSON.dump_python(dict(data), mode="json"), sort_keys=True)
+        event.message_id = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    return event
+
+
+def _check(build: Any, prefix: str) -> Any:
+    try:
+        return build()
+    except ValidationError as err:
+        raise EventError([(_path((prefix, *e["loc"])), _message(e)) for e in err.errors()]) from err
+
+
+_FIELD_NAMES = {
+    "user_id": "userId",
+    "anonymous_id": "anonymousId",
+    "message_id": "messageId",
+    "sent_at": "sentAt",
+    "original_timestamp": "originalTimestamp",
+    "previous_id": "previousId",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            for piece in str(part).split("."):
+                name = _FIELD_NAMES.get(piece, piece)
+                out += f".{name}" if out else name
+    return out
+
+
+def _message(error: Any) -> str:
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,1 @@
+"""E-mail templates: ``<locale>/<journey>/<step>.{subject.txt,html,txt}`` (package data)."""

@@ -1,0 +1,169 @@
+"""A shop wired to triggermail the way production is, with time from the time-skipping server.
+
+Events go in through the real intake; the real worker renders, records and sends;
+only SendGrid's HTTP endpoint is a fake (or the outbox is a temp folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.transports import MailTransport, OutboxTransport, SendGridTransport
+from starter import Intake, IntakeResult
+from triggermail.journeys import JourneysConfig, load_journeys
+from triggermail.settings import Settings
+from triggermail.store import EmailSend, make_engine, make_session_factory
+from worker import build_worker
+from workflows.types import JourneyResult
+
+
+@dataclass
+class Delivered:
+    """One e-mail as its recipient sees it, with the simulated time it went out."""
+
+    to: str
+    subject: str
+    text: str
+    step: str
+    at: datetime
+
+
+class Shop:
+    def __init__(
+        self,
+        env: WorkflowEnvironment,
+        database_url: str,
+        tmp_path: Path,
+        *,
+        journeys: JourneysConfig | None = None,
+        sendgrid_url: str | None = None,
+    ) -> None:
+        self.env = env
+        self.engine = make_engine(database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.journeys = journeys or load_journeys()
+        self.task_queue = f"tq-{uuid.uuid4()}"
+        self.outbox = tmp_path / "outbox"
+        self.settings = Settings(
+            database_url=database_url, outbox_dir=self.outbox, task_queue=self.task_queue
+        )
+        self.transport: MailTransport = (
+            SendGridTransport(api_key="SG.test", host=sendgrid_url, timeout_s=2)
+            if sendgrid_url
+            else OutboxTransport(self.outbox)
+        )
+        self.intake = Intake(
+            session_factory=self.sessions,
+            client=env.client,
+            journeys=self.journeys,
+            task_queue=self.task_queue,
+            clock=self.now_sync,
+        )
+        self.executor = ThreadPoolExecutor(self.settings.activity_threads)
+        self.worker: Worker | None = None
+        self._virtual_now = datetime.now(UTC)
+        self.touched: set[str] = set()
+
+    def now_sync(self) -> datetime:
+        """The time-skipping server's now, from activity and intake threads.
+
+        Inside an activity it is the server time the attempt was scheduled at; for the
+        intake, the server time read just before the event was submitted.
+        """
+        if activity.in_activity():
+            return activity.info().current_attempt_scheduled_time
+        return self._virtual_now
+
+    async def __aenter__(self) -> Shop:
+        self.worker = build_worker(
+            self.env.client,
+            settings=self.settings,
+            journeys=self.journeys,
+            session_factory=self.sessions,
+            transport=self.transport,
+            executor=self.executor,
+            clock=self.now_sync,
+        )
+        await self.worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        # The time-skipping server is shared: a journey left running (or a workflow task
+        # left unprocessed) would hold its clock and its workflow ID for the next test.
+        for workflow_id in self.touched:
+            with contextlib.suppress(RPCError):  # already closed
+                await self.handle(workflow_id).terminate("test over")
+        assert self.worker is not None
+        await self.worker.__aexit__(*exc)
+        self.executor.shutdown(wait=True)
+        self.engine.dispose()
+
+    # -- events --------------------------------------------------------------------------
+
+    async def send(self, call: dict[str, Any]) -> IntakeResult:
+        self._virtual_now = await self.env.get_current_time()
+        call.setdefault("messageId", f"msg-{uuid.uuid4()}")
+        call.setdefault("timestamp", self._virtual_now.isoformat())
+        result = await self.intake.submit(call)
+        self.touched.update(result.started)
+        return result
+
+    async def identify(self, user_id: str, **traits: Any) -> IntakeResult:
+        traits.setdefault("marketing_consent", True)
+        return await self.send({"type": "identify", "userId": user_id, "traits": traits})
+
+    async def track(self, user_id: str, event: str, **properties: Any) -> IntakeResult:
+        return await self.send(
+            {"type": "track", "userId": user_id, "event": event, "properties": properties}
+        )
+
+    async def sleep(self, **delta: float) -> None:
+        await self.env.sleep(timedelta(**delta))
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any, Any]:
+        return self.env.client.get_workflow_handle(workflow_id, result_type=JourneyResult)
+
+    # -- what the customer got -----------------------------------------------------------
+
+    def ledger(self) -> list[EmailSend]:
+        with self.sessions() as session:
+            return list(session.scalars(select(EmailSend).order_by(EmailSend.created_at)))
+
+    def outbox_mail(self) -> list[Delivered]:
+        """E-mails in the outbox, in the order they were sent (by the ledger's simulated time)."""
+        sent = {row.id: row for row in self.ledger() if row.status == "sent"}
+        out = []
+        for path in sorted(self.outbox.glob("*.eml")) if self.outbox.exists() else []:
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            row = sent[path.stem]
+            assert row.sent_at is not None
+            body = message.get_body(preferencelist=("plain",))
+            assert body is not None
+            out.append(
+                Delivered(
+                    to=str(message["To"]),
+                    subject=str(message["Subject"]),
+                    text=body.get_content(),
+                    step=row.step,
+                    at=row.sent_at,
+                )
+            )
+        return sorted(out, key=lambda d: d.at)

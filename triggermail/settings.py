@@ -1,0 +1,40 @@
+"""Process settings, read once from the environment at start and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".triggermail")
+
+
+class Settings(BaseSettings):
+    """Everything a triggermail process needs besides Temporal's own connection.
+
+    Temporal's address, namespace, API key and TLS come from the standard
+    ``TEMPORAL_*`` variables through ``temporalio.envconfig``, not from here.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TRIGGERMAIL_", extra="ignore")
+
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/triggermail.db"
+    """SQLAlchemy URL of the store; PostgreSQL in production."""
+    journeys: Path | None = None
+    """Journeys TOML; the packaged defaults when unset."""
+    mail_transport: Literal["outbox", "sendgrid"] = "outbox"
+    """Where e-mails go: ``.eml`` files in the outbox, or SendGrid."""
+    outbox_dir: Path = DEFAULT_DATA_DIR / "outbox"
+    sendgrid_api_key: SecretStr | None = Field(default=None, validation_alias="SENDGRID_API_KEY")
+    sendgrid_host: str = "https://api.sendgrid.com"
+    """Base URL of SendGrid's API; tests point it at a fake on loopback."""
+    sendgrid_timeout_s: float = 10.0
+    write_key: SecretStr | None = None
+    """Segment write key that the HTTP intake accepts (Basic auth user name)."""
+    admin_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    """HMAC secret for signed links."""
+    task_queue: str = "triggermail"
+    activity_threads: int = 16

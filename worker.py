@@ -1,0 +1,108 @@
+"""The triggermail worker: every journey workflow and activity, listed explicitly.
+
+``triggermail worker`` runs it; tests and ``triggermail dev`` build the same worker
+through :func:`build_worker` around their own client and transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import EmailActivities
+from activities.rendering import Renderer
+from activities.transports import MailTransport, OutboxTransport, SendGridTransport
+from triggermail.journeys import JourneysConfig, load_journeys
+from triggermail.settings import Settings
+from triggermail.store import make_engine, make_session_factory, utcnow
+from triggermail.temporal import connect
+from workflows.abandoned_cart import AbandonedCartWorkflow
+
+log = logging.getLogger("triggermail.worker")
+
+WORKFLOWS = [AbandonedCartWorkflow]
+
+
+class ConfigError(Exception):
+    """Settings that cannot work together; the message says which and why."""
+
+
+def make_transport(settings: Settings) -> MailTransport:
+    if settings.mail_transport == "sendgrid":
+        if settings.sendgrid_api_key is None:
+            raise ConfigError("TRIGGERMAIL_MAIL_TRANSPORT=sendgrid needs SENDGRID_API_KEY")
+        return SendGridTransport(
+            api_key=settings.sendgrid_api_key.get_secret_value(),
+            host=settings.sendgrid_host,
+            timeout_s=settings.sendgrid_timeout_s,
+        )
+    return OutboxTransport(settings.outbox_dir)
+
+
+def build_worker(
+    client: Client,
+    *,
+    settings: Settings,
+    journeys: JourneysConfig,
+    session_factory: sessionmaker[Session],
+    transport: MailTransport,
+    executor: ThreadPoolExecutor,
+    renderer: Renderer | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Worker:
+    """A worker for every journey; templates are checked first, so a broken one stops it here.
+
+    Raises:
+        TemplateError: naming the template, locale and problem.
+    """
+    renderer = renderer or Renderer(shop_locale=journeys.shop.locale)
+    checked = renderer.check(journeys)
+    log.info("templates checked: %d e-mails render in every locale", checked)
+    email = EmailActivities(
+        session_factory=session_factory,
+        renderer=renderer,
+        transport=transport,
+        journeys=journeys,
+        clock=clock,
+    )
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[email.send_email],
+        activity_executor=executor,
+        max_concurrent_activities=settings.activity_threads,
+    )
+
+
+async def run_worker(settings: Settings, *, client: Client | None = None) -> None:
+    """Run until cancelled (Ctrl-C), against the cluster ``TEMPORAL_*`` points at."""
+    journeys = load_journeys(settings.journeys)
+    engine = make_engine(settings.database_url)
+    client = client or await connect()
+    with ThreadPoolExecutor(settings.activity_threads, thread_name_prefix="activity") as executor:
+        worker = build_worker(
+            client,
+            settings=settings,
+            journeys=journeys,
+            session_factory=make_session_factory(engine),
+            transport=make_transport(settings),
+            executor=executor,
+        )
+        log.info("worker polling task queue %r", settings.task_queue)
+        try:
+            await worker.run()
+        finally:
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker(Settings()))

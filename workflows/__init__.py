@@ -1,0 +1,1 @@
+"""Journeys: one durable Temporal workflow per module."""

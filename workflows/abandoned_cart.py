@@ -1,0 +1,96 @@
+"""Abandoned cart: a cart left behind gets a reminder, then a time-limited incentive."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import partial
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.journey import STOP_REASONS, Journey
+    from workflows.types import (
+        AbandonedCartInput,
+        CartActivity,
+        JourneyResult,
+        SendEmailInput,
+        StepSpec,
+    )
+
+
+@workflow.defn
+class AbandonedCartWorkflow(Journey):
+    """One customer's abandoned-cart journey (ID: ``abandoned-cart/<customer id>``).
+
+    Steps come from the journeys TOML, snapshotted at entry (by default: reminder
+    30 min after the last cart change, incentive with a coupon 24 h later). The
+    first step's quiet window starts over on every cart change before it.
+
+    Signals:
+        ``cart_activity(CartActivity)``: the cart changed (also the start signal).
+        ``exit(JourneyExit)``: purchase, emptied cart, unsubscribe or cancel — ends it now.
+    Queries:
+        ``status() -> JourneyStatus``.
+    """
+
+    journey_name = "abandoned_cart"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cart_id = ""
+        self.last_activity: datetime | None = None
+
+    @workflow.signal
+    def cart_activity(self, activity: CartActivity) -> None:
+        # Events can arrive out of order; the latest change decides the quiet window.
+        if self.last_activity is None or activity.at >= self.last_activity:
+            self.last_activity = activity.at
+            self.cart_id = activity.cart_id
+
+    def _last_change(self) -> datetime | None:
+        return self.last_activity
+
+    def _after_last_change(self, step: StepSpec) -> datetime:
+        assert self.last_activity is not None
+        return self.last_activity + timedelta(seconds=step.after_s)
+
+    @workflow.run
+    async def run(self, input: AbandonedCartInput) -> JourneyResult:
+        self.customer_id = input.customer_id
+        if not self.cart_id:
+            self.cart_id = input.cart_id
+        if self.last_activity is None:
+            self.last_activity = input.entered_at
+
+        due = input.entered_at
+        for index, step in enumerate(input.spec.steps):
+            if index == 0:
+                # Counted from the last cart change, which may move while we wait.
+                quiet_end = partial(self._after_last_change, step)
+                ready = await self.wait_for(
+                    step, quiet_end, why="for a purchase", changed=self._last_change
+                )
+                due = quiet_end()
+            else:
+                due += timedelta(seconds=step.after_s)
+                ready = await self.wait_for(step, due, why="for a purchase")
+            if not ready:
+                break
+            result = await self.send(
+                SendEmailInput(
+                    idempotency_key=self.send_key(input.entry_event_id, step),
+                    customer_id=input.customer_id,
+                    journey=self.journey_name,
+                    step=step,
+                    workflow_id=workflow.info().workflow_id,
+                    entered_at=input.entered_at,
+                    cart_id=self.cart_id,
+                )
+            )
+            if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
+                self.state = "ended"
+                return JourneyResult(exit_reason=result.reason, sent=self.sent)
+
+        self.state = "ended"
+        reason = self.exited.reason if self.exited else "completed"
+        return JourneyResult(exit_reason=reason, sent=self.sent)

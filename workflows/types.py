@@ -1,0 +1,117 @@
+"""The dataclasses that cross the workflow boundary.
+
+They carry IDs and timings only — never e-mail addresses, names or bodies — and
+new fields are only ever added with defaults, so histories of running journeys
+still decode after a deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One e-mail of a journey, snapshotted from the journeys TOML at entry."""
+
+    name: str
+    """Step name, unique within the journey (``"reminder"``)."""
+    after_s: float
+    """Seconds after the previous step (or entry, for the first step)."""
+    template: str
+    """Template name under ``templates/`` without suffix (``"abandoned_cart/reminder"``)."""
+    coupon_percent: int | None = None
+    """Percent off for a unique coupon created with this e-mail; ``None`` for no coupon."""
+    coupon_valid_s: float | None = None
+    """How long the coupon stays valid after it is created."""
+
+
+@dataclass(frozen=True)
+class JourneySpec:
+    """A journey's configuration as it was when the customer entered."""
+
+    name: str
+    steps: list[StepSpec]
+
+
+@dataclass
+class AbandonedCartInput:
+    """Start of one customer's abandoned-cart journey."""
+
+    customer_id: str
+    cart_id: str
+    entered_at: datetime
+    """When the cart activity that opened the journey happened (the event's timestamp)."""
+    entry_event_id: str
+    """``messageId`` of that event; keys the journey's sends so a later journey sends anew."""
+    spec: JourneySpec
+
+
+@dataclass(frozen=True)
+class CartActivity:
+    """Signal: the customer changed the cart (the quiet window starts again)."""
+
+    cart_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class JourneyExit:
+    """Signal: the journey is no longer needed."""
+
+    reason: str
+    """``purchase``, ``cart_emptied``, ``unsubscribed`` or ``cancelled``."""
+    at: datetime
+    ref: str | None = None
+    """The business id behind it (an order id), for the record."""
+
+
+@dataclass
+class JourneyStatus:
+    """What the ``status`` query returns: where a journey stands."""
+
+    journey: str
+    customer_id: str
+    state: str
+    """``waiting``, ``sending`` or ``ended``."""
+    next_step: str | None = None
+    next_send_at: datetime | None = None
+    sent: list[str] = field(default_factory=list)
+    exit_reason: str | None = None
+
+
+@dataclass
+class JourneyResult:
+    """What a finished journey returns."""
+
+    exit_reason: str
+    """Why it ended: an exit signal's reason, a guard's reason, or ``completed``."""
+    sent: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendEmailInput:
+    """One step's e-mail to send; the activity looks everything else up."""
+
+    idempotency_key: str
+    customer_id: str
+    journey: str
+    step: StepSpec
+    workflow_id: str
+    entered_at: datetime
+    """Orders placed at or after this moment mean the customer has converted."""
+    cart_id: str | None = None
+    variant: str = "control"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Outcome of a send: ids and a status, never the e-mail itself."""
+
+    status: str
+    """``sent``, ``skipped`` (a guard stopped it), ``failed`` (permanent error) or
+    ``unknown`` (the provider may have taken it; never sent twice)."""
+    send_id: str
+    reason: str | None = None
+    """For ``skipped``/``failed``: ``converted``, ``cart_emptied``, ``no_consent``, the error."""
