@@ -59,7 +59,7 @@ class FakeSendGrid:
                 with fake.lock:
                     reply = fake.script.popleft() if fake.script else ACCEPT
                     fake.requests.append((reply.status, body))
-                    if reply.status == 202:
+                    if reply.status == 202 or reply.drop_after_accept:
                         fake.accepted.append(body)
                     assert self.headers["Authorization"].startswith("Bearer ")
                 if reply.drop_after_accept:

@@ -43,6 +43,17 @@ async def abandon(shop: Shop, customer: str = "c-1", **product: object) -> None:
     await shop.track(customer, "Product Added", **(product or TEE))
 
 
+async def record_history(shop: Shop, name: str) -> None:
+    """Refresh ``tests/histories/<name>.json`` when TRIGGERMAIL_RECORD_HISTORIES is set.
+
+    Only for a deliberate change of the journey's commands (with ``workflow.patched``):
+    the old files must keep replaying, so record new scenarios under new names.
+    """
+    if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
+        history = await shop.handle(abandoned_cart_id("c-1")).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
 async def result(shop: Shop, customer: str = "c-1") -> JourneyResult:
     return await shop.handle(abandoned_cart_id(customer)).result()
 
@@ -70,9 +81,7 @@ async def test_no_purchase_gets_reminder_at_30_min_then_incentive_a_day_later(sh
         exit_reason="completed", sent=["reminder", "incentive"]
     )
 
-    if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
-        history = await shop.handle(abandoned_cart_id("c-1")).fetch_history()
-        (HISTORIES / "abandoned_cart-no_purchase.json").write_text(history.to_json())
+    await record_history(shop, "abandoned_cart-no_purchase")
 
 
 async def test_purchase_within_ten_minutes_sends_nothing(shop: Shop) -> None:
@@ -93,6 +102,7 @@ async def test_purchase_between_steps_stops_after_the_reminder(shop: Shop) -> No
 
     assert [m.step for m in shop.outbox_mail()] == ["reminder"]
     assert await result(shop) == JourneyResult(exit_reason="purchase", sent=["reminder"])
+    await record_history(shop, "abandoned_cart-purchase_after_reminder")
 
 
 async def test_cart_change_restarts_the_quiet_window_and_mail_shows_latest_cart(shop: Shop) -> None:
