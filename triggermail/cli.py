@@ -51,6 +51,27 @@ def worker(
         pass
 
 
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="Play the demo shop's scenario.")] = True,
+    api_port: Annotated[int, typer.Option(help="Port of the HTTP API.")] = 8000,
+) -> None:
+    """Run everything locally: Temporal dev server + UI (:8233), store, worker, API, demo shop."""
+    from activities.rendering import TemplateError
+    from triggermail.devstack import DevError, run_dev
+    from triggermail.journeys import JourneysConfigError
+
+    _logging(False)
+    logging.getLogger("temporalio").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_dev(Settings(), console=console, demo=demo, api_port=api_port))
+    except (DevError, TemplateError, JourneysConfigError) as err:
+        console.print(f"[red]dev stack not started:[/red] {err}")
+        raise typer.Exit(2) from err
+    except KeyboardInterrupt:
+        console.print("stopped; `triggermail dev` resumes on the same data")
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",

