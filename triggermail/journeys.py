@@ -131,7 +131,8 @@ def load_journeys(path: Path | None = None) -> JourneysConfig:
         problems = []
         for error in err.errors():
             where = _toml_path(error["loc"])
-            problems.append(f"{name}: [{where}]: {error['msg']}")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: [{where}]: {message}")
         raise JourneysConfigError("\n".join(problems)) from err
 
 
