@@ -57,24 +57,28 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
-NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+# Bounds are the store's columns: a value the store cannot hold is refused here, by name,
+# rather than failing the database write (which a client would retry forever).
+NonNegative = Annotated[Decimal, Field(ge=0, lt=Decimal("1e10"), allow_inf_nan=False)]
+Id = Annotated[str, Field(max_length=255)]
+Name = Annotated[str, Field(max_length=255)]
 
 
 class ProductProps(_Open):
     """A product as Segment's e-commerce spec describes it."""
 
-    product_id: str | None = Field(
+    product_id: Id | None = Field(
         default=None, validation_alias=AliasChoices("product_id", "productId", "id", "sku")
     )
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=500)
     price: NonNegative | None = None
-    quantity: int = Field(default=1, ge=0)
-    brand: str | None = None
-    category: str | None = None
+    quantity: int = Field(default=1, ge=0, le=1_000_000)
+    brand: Name | None = None
+    category: Name | None = None
     url: str | None = None
     image_url: str | None = None
     currency: str | None = Field(default=None, min_length=3, max_length=3)
-    cart_id: str | None = None
+    cart_id: Id | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -88,14 +92,14 @@ class ProductProps(_Open):
 
 
 class OrderProps(_Open):
-    order_id: str | None = Field(default=None, validation_alias=AliasChoices("order_id", "orderId"))
+    order_id: Id | None = Field(default=None, validation_alias=AliasChoices("order_id", "orderId"))
     checkout_id: str | None = None
-    cart_id: str | None = None
+    cart_id: Id | None = None
     total: NonNegative | None = None
     revenue: NonNegative | None = None
     value: NonNegative | None = None
     currency: str | None = Field(default=None, min_length=3, max_length=3)
-    coupon: str | None = None
+    coupon: str | None = Field(default=None, max_length=64)
     products: list[ProductProps] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -110,14 +114,14 @@ class OrderProps(_Open):
 
 class Traits(_Open):
     email: EmailStr | None = None
-    first_name: str | None = Field(
+    first_name: Name | None = Field(
         default=None, validation_alias=AliasChoices("first_name", "firstName")
     )
-    last_name: str | None = Field(
+    last_name: Name | None = Field(
         default=None, validation_alias=AliasChoices("last_name", "lastName")
     )
-    locale: str | None = None
-    timezone: str | None = None
+    locale: str | None = Field(default=None, max_length=35)
+    timezone: str | None = Field(default=None, max_length=64)
     birthday: str | None = None
     marketing_consent: bool | None = Field(
         default=None,
@@ -150,27 +154,28 @@ class SegmentEvent(_Open):
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     previous_id: str | None = Field(
-        default=None, validation_alias=AliasChoices("previousId", "previous_id")
+        default=None, validation_alias=AliasChoices("previousId", "previous_id"), max_length=255
     )
 
     @model_validator(mode="before")
     @classmethod
     def _ids_as_strings(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for key in ("userId", "anonymousId", "user_id", "anonymous_id"):
+            for key in ("userId", "anonymousId", "previousId", "user_id", "anonymous_id"):
                 if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
                     data = {**data, key: str(data[key])}
         return data
 
-    @model_validator(mode="after")
-    def _needs_identity(self) -> SegmentEvent:
+    def missing(self) -> list[tuple[str, str]]:
+        """What the spec requires of this call and it lacks, by field path."""
+        problems = []
         if not self.user_id and not self.anonymous_id:
-            raise ValueError("userId or anonymousId is required")
+            problems.append(("userId", "userId or anonymousId is required"))
         if self.type == "track" and not self.event:
-            raise ValueError("event (the event name) is required for track")
+            problems.append(("event", "the event name is required for track"))
         if self.type == "alias" and not self.previous_id:
-            raise ValueError("previousId is required for alias")
-        return self
+            problems.append(("previousId", "required for alias"))
+        return problems
 
     def happened_at(self, received_at: datetime) -> datetime:
         """When the event happened at the shop, as Segment computes it.
@@ -223,6 +228,8 @@ def parse_event(data: Mapping[str, Any], *, default_type: str | None = None) -> 
         data = {**data, "type": default_type}
     try:
         event = SegmentEvent.model_validate(data)
+        if missing := event.missing():
+            raise EventError(missing)
         if event.type == "identify" or event.context.get("traits"):
             _check(
                 event.identity_traits, "traits" if event.type == "identify" else "context.traits"

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.events import ProductProps, SegmentEvent, parse_event
+from starter.events import EventError, ProductProps, SegmentEvent, parse_event
 from starter.ids import abandoned_cart_id
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (
@@ -32,6 +33,7 @@ from triggermail.store import (
     CartLine,
     Customer,
     Event,
+    Identity,
     Order,
     OrderLine,
     Product,
@@ -44,6 +46,11 @@ from workflows.types import AbandonedCartInput, CartActivity, JourneyExit
 log = logging.getLogger(__name__)
 
 CART_EVENTS = frozenset({"Product Added", "Product Removed", "Checkout Started"})
+RPC_TIMEOUT = timedelta(seconds=10)
+"""A Temporal call slower than this is answered 503, well before an SDK's own timeout."""
+TRANSIENT_STORE_ERRORS = (DBAPIError, DisconnectionError, PoolTimeout)
+"""Store failures a retry can cure: down, locked, overloaded, not migrated yet. A value the
+database refuses (DataError) is one event's fault and is refused with that event instead."""
 
 
 class IntakeUnavailable(Exception):
@@ -94,12 +101,14 @@ class Intake:
         journeys: JourneysConfig,
         task_queue: str,
         clock: Callable[[], datetime] = utcnow,
+        routes_in_flight: int = 64,
     ) -> None:
         self.session_factory = session_factory
         self.clock = clock
         self.client = client
         self.journeys = journeys
         self.task_queue = task_queue
+        self._in_flight = asyncio.Semaphore(routes_in_flight)
 
     async def submit(
         self, event: SegmentEvent | Mapping[str, Any], *, received_at: datetime | None = None
@@ -107,101 +116,225 @@ class Intake:
         """Store and route one event; the same ``messageId`` twice changes nothing.
 
         Raises:
-            EventError: the event is malformed (names the field).
+            EventError: the event is malformed (names the field), or the store or Temporal
+                refused it for good.
             IntakeUnavailable: the store or Temporal is down; nothing was half-done
                 that a retry would double.
         """
         parsed = event if isinstance(event, SegmentEvent) else parse_event(event)
+        if missing := parsed.missing():
+            raise EventError(missing)
+        (outcome,) = await self.submit_many([parsed], received_at=received_at)
+        if isinstance(outcome, EventError):
+            raise outcome
+        return outcome
+
+    async def submit_many(
+        self, events: Sequence[SegmentEvent], *, received_at: datetime | None = None
+    ) -> list[IntakeResult | EventError]:
+        """Store events in order in one transaction, then route them to Temporal together.
+
+        Journeys of different customers are started and signalled concurrently; the events
+        of one journey reach it in the order given. Each outcome is the event's result, or
+        the reason the store or Temporal refused it for good (a value it cannot hold).
+
+        Raises:
+            IntakeUnavailable: the store or Temporal is down. What was done stays done and
+                is recorded, so a retry of the same events routes only what is left.
+        """
+        for event in events:
+            if event.message_id is None:
+                raise ValueError("events must be parsed (parse_event) before they are submitted")
+        received = received_at or self.clock()
         try:
-            fresh, routes = await asyncio.to_thread(self._store, parsed, received_at)
-        except (OperationalError, DBAPIError) as err:
-            raise IntakeUnavailable(f"store unavailable: {err.orig or err}") from err
-        assert parsed.message_id is not None
-        result = IntakeResult(message_id=parsed.message_id, duplicate=not fresh)
-        if routes is None:
-            return result
-        try:
-            for route in routes:
-                await self._route(route)
-                target = result.started if isinstance(route, EnterCartJourney) else result.signalled
-                target.append(route.workflow_id)
-        except RPCError as err:
-            raise IntakeUnavailable(f"Temporal unavailable: {err.message}") from err
-        try:
-            await asyncio.to_thread(self._mark_routed, parsed.message_id)
-        except (OperationalError, DBAPIError) as err:
-            # Routing is idempotent, so a retry that routes again is harmless.
-            raise IntakeUnavailable(f"store unavailable: {err.orig or err}") from err
-        return result
+            stored = await asyncio.to_thread(self._store_all, events, received)
+        except TRANSIENT_STORE_ERRORS as err:
+            raise IntakeUnavailable(f"store unavailable: {_db_reason(err)}") from err
+
+        failed = await self._route_all(stored)
+        routed = [
+            s.message_id
+            for i, s in enumerate(stored)
+            if isinstance(s, _Stored) and s.routes and i not in failed
+        ]
+        if routed:
+            try:
+                await asyncio.to_thread(self._mark_routed, routed)
+            except TRANSIENT_STORE_ERRORS as err:
+                # Routing is idempotent, so a retry that routes again is harmless.
+                raise IntakeUnavailable(f"store unavailable: {_db_reason(err)}") from err
+        unavailable = [err for err in failed.values() if _transient(err)]
+        if unavailable:
+            raise IntakeUnavailable(f"Temporal unavailable: {unavailable[0].message}")
+
+        outcomes: list[IntakeResult | EventError] = []
+        for i, s in enumerate(stored):
+            if isinstance(s, EventError):
+                outcomes.append(s)
+            elif i in failed:
+                outcomes.append(EventError([("", f"Temporal refused it: {failed[i].message}")]))
+            else:
+                result = IntakeResult(message_id=s.message_id, duplicate=not s.fresh)
+                for route in s.routes:
+                    target = (
+                        result.started if isinstance(route, EnterCartJourney) else result.signalled
+                    )
+                    target.append(route.workflow_id)
+                outcomes.append(result)
+        return outcomes
 
     # -- store ---------------------------------------------------------------------------
 
-    def _store(
-        self, event: SegmentEvent, received_at: datetime | None
-    ) -> tuple[bool, list[Route] | None]:
-        """Apply the event in one transaction; returns (new?, routes or None if already routed)."""
-        assert event.message_id is not None
-        received = received_at or self.clock()
-        happened = event.happened_at(received)
-        for attempt in range(3):
-            with self.session_factory() as session:
-                existing = session.scalar(select(Event).where(Event.message_id == event.message_id))
-                if existing is not None:
-                    if existing.routed_at is not None:
-                        return False, None
-                    return False, self._routes(session, event, existing.timestamp)
-                session.add(
-                    Event(
-                        message_id=event.message_id,
-                        type=event.type,
-                        event=event.event,
-                        user_id=event.user_id,
-                        anonymous_id=event.anonymous_id,
-                        timestamp=happened,
-                        received_at=received,
-                        payload=event.model_dump(mode="json", by_alias=True, exclude_none=True),
+    def _store_all(
+        self, events: Sequence[SegmentEvent], received: datetime
+    ) -> list[_Stored | EventError]:
+        """Apply all events in one transaction (one commit, the fast path)."""
+        for _attempt in range(3):
+            try:
+                with self.session_factory() as session:
+                    out: list[_Stored | EventError] = list(
+                        self._store_in(session, events, received)
                     )
-                )
-                try:
-                    session.flush()
-                    self._apply(session, event, happened)
-                    routes = self._routes(session, event, happened)
                     session.commit()
-                    return True, routes
-                except IntegrityError:
-                    # A concurrent delivery of the same event, or of another event creating
-                    # the same customer or product, won the race: look again.
-                    session.rollback()
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+                    return out
+            except IntegrityError:
+                # A concurrent delivery of the same event, or of another event creating the
+                # same customer, product or identity, won the race: look again.
+                continue
+            except DataError:
+                break
+        # One event holds a value the database will not take, or keeps colliding: apply each
+        # alone, so that event is refused and the others still go in.
+        return [self._store_alone(event, received) for event in events]
 
-    def _mark_routed(self, message_id: str) -> None:
-        with self.session_factory() as session:
-            session.execute(
-                update(Event)
-                .where(Event.message_id == message_id, Event.routed_at.is_(None))
-                .values(routed_at=self.clock())
+    def _store_alone(self, event: SegmentEvent, received: datetime) -> _Stored | EventError:
+        reason: DBAPIError | None = None
+        for _attempt in range(3):
+            try:
+                with self.session_factory() as session:
+                    (out,) = self._store_in(session, [event], received)
+                    session.commit()
+                    return out
+            except IntegrityError as err:
+                reason = err
+                continue
+            except DataError as err:
+                reason = err
+                break
+        assert reason is not None
+        return EventError([("", f"the store cannot hold it: {_db_reason(reason)}")])
+
+    def _store_in(
+        self, session: Session, events: Sequence[SegmentEvent], received: datetime
+    ) -> list[_Stored]:
+        ids = [event.message_id for event in events if event.message_id]
+        known: dict[str, Event] = {}
+        for chunk in range(0, len(ids), 500):
+            rows = session.scalars(
+                select(Event).where(Event.message_id.in_(ids[chunk : chunk + 500]))
             )
+            known.update((row.message_id, row) for row in rows)
+        seen: set[str] = set()
+        return [self._store_one(session, event, received, known, seen) for event in events]
+
+    def _store_one(
+        self,
+        session: Session,
+        event: SegmentEvent,
+        received: datetime,
+        known: dict[str, Event],
+        seen: set[str],
+    ) -> _Stored:
+        message_id = event.message_id
+        assert message_id is not None
+        if message_id in seen:
+            return _Stored(message_id, fresh=False, routes=[])
+        seen.add(message_id)
+        row = known.get(message_id)
+        if row is not None:
+            if row.routed_at is not None:
+                return _Stored(message_id, fresh=False, routes=[])
+            # Stored before, but Temporal never confirmed: route it from the store as it is now.
+            routes = self._routes(session, event, row.timestamp, row.customer_id)
+            if not routes:
+                row.routed_at = self.clock()
+            return _Stored(message_id, fresh=False, routes=routes)
+
+        happened = event.happened_at(received)
+        customer_id = self._owner(session, event, happened)
+        row = Event(
+            message_id=message_id,
+            type=event.type,
+            event=event.event,
+            user_id=event.user_id,
+            anonymous_id=event.anonymous_id,
+            customer_id=customer_id,
+            timestamp=happened,
+            received_at=received,
+            payload=event.model_dump(mode="json", by_alias=True, exclude_none=True),
+        )
+        session.add(row)
+        self._apply(session, event, happened, customer_id)
+        routes = self._routes(session, event, happened, customer_id)
+        if not routes:
+            row.routed_at = self.clock()
+        return _Stored(message_id, fresh=True, routes=routes)
+
+    # -- identity ------------------------------------------------------------------------
+
+    def _owner(self, session: Session, event: SegmentEvent, at: datetime) -> str | None:
+        """Whose event this is, linking its anonymous ids to the customer when it names one."""
+        if event.user_id:
+            _ensure_customer(session, event.user_id)
+            for anonymous_id in _anonymous_ids(event):
+                _link(session, anonymous_id, event.user_id, at, event.message_id or "")
+            return event.user_id
+        if event.anonymous_id:
+            identity = session.get(Identity, event.anonymous_id)
+            return identity.customer_id if identity is not None else None
+        return None
+
+    def _mark_routed(self, message_ids: list[str]) -> None:
+        with self.session_factory() as session:
+            for chunk in range(0, len(message_ids), 500):
+                session.execute(
+                    update(Event)
+                    .where(
+                        Event.message_id.in_(message_ids[chunk : chunk + 500]),
+                        Event.routed_at.is_(None),
+                    )
+                    .values(routed_at=self.clock())
+                )
             session.commit()
 
-    def _apply(self, session: Session, event: SegmentEvent, at: datetime) -> None:
-        if not event.user_id:
-            return  # anonymous: kept in events until an identify links it
-        customer = _ensure_customer(session, event.user_id)
-        if event.type == "identify" or event.context.get("traits"):
+    # -- the shop's tables ---------------------------------------------------------------
+
+    def _apply(
+        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str | None
+    ) -> None:
+        customer = session.get(Customer, customer_id) if customer_id else None
+        # Traits describe whoever the call names; a linked device's anonymous call does not
+        # speak for the customer (a shared computer).
+        if (
+            customer is not None
+            and event.user_id
+            and (event.type == "identify" or event.context.get("traits"))
+        ):
             _apply_traits(customer, event)
         if event.type != "track":
             return
+        owner = _Owner(customer_id, event.anonymous_id)
+        if owner.customer_id is None and owner.anonymous_id is None:
+            return
         name = event.event
         if name == "Product Added":
-            self._product_added(session, customer, event, at)
+            self._product_added(session, owner, event, at)
         elif name == "Product Removed":
-            self._product_removed(session, customer, event, at)
+            self._product_removed(session, owner, event, at)
         elif name == "Checkout Started":
-            self._checkout_started(session, customer, event, at)
+            self._checkout_started(session, owner, event, at)
         elif name == "Order Completed":
-            self._order_completed(session, customer, event, at)
+            self._order_completed(session, owner, event, at)
         elif name in ("Order Refunded", "Order Cancelled"):
             order = session.get(Order, event.order().order_id)
             if order is not None:
@@ -209,24 +342,23 @@ class Intake:
         elif name in ("Product Viewed", "Product Reviewed"):
             _upsert_product(session, event.product(), self.journeys.shop.currency)
 
-    def _cart(
-        self, session: Session, customer: Customer, cart_id: str | None, at: datetime
-    ) -> Cart:
-        """The cart an event speaks of: by id, else the customer's open cart, else a new one."""
+    def _cart(self, session: Session, owner: _Owner, cart_id: str | None, at: datetime) -> Cart:
+        """The cart an event speaks of: by id, else the owner's open cart, else a new one."""
         cart = None
         if cart_id:
             cart = session.get(Cart, cart_id, options=[selectinload(Cart.lines)])
         else:
             cart = session.scalar(
                 select(Cart)
-                .where(Cart.customer_id == customer.id, Cart.status == "open")
+                .where(owner.owns(Cart), Cart.status == "open")
                 .order_by(Cart.last_activity_at.desc())
                 .limit(1)
             )
         if cart is None:
             cart = Cart(
                 id=cart_id or new_id(),
-                customer_id=customer.id,
+                customer_id=owner.customer_id,
+                anonymous_id=owner.anonymous_id,
                 status="open",
                 last_activity_at=at,
                 lines=[],
@@ -235,16 +367,18 @@ class Intake:
         elif cart.status != "open" and at > cart.last_activity_at:
             # A shop that reuses cart ids: a change after the order starts a fresh cart.
             cart.status, cart.lines = "open", []
+        if cart.customer_id is None and owner.customer_id is not None:
+            cart.customer_id = owner.customer_id  # a visitor's cart, now named by its customer
         return cart
 
     def _product_added(
-        self, session: Session, customer: Customer, event: SegmentEvent, at: datetime
+        self, session: Session, owner: _Owner, event: SegmentEvent, at: datetime
     ) -> None:
         props = event.product()
         product = _upsert_product(session, props, self.journeys.shop.currency)
         if product is None:
             return
-        cart = self._cart(session, customer, props.cart_id, at)
+        cart = self._cart(session, owner, props.cart_id, at)
         if cart.status != "open":
             return  # an old event about a cart already ordered
         line = next((ln for ln in cart.lines if ln.product_id == product.id), None)
@@ -265,10 +399,10 @@ class Intake:
         cart.last_activity_at = max(cart.last_activity_at, at)
 
     def _product_removed(
-        self, session: Session, customer: Customer, event: SegmentEvent, at: datetime
+        self, session: Session, owner: _Owner, event: SegmentEvent, at: datetime
     ) -> None:
         props = event.product()
-        cart = self._cart(session, customer, props.cart_id, at)
+        cart = self._cart(session, owner, props.cart_id, at)
         if cart.status != "open" or props.product_id is None:
             return
         for line in list(cart.lines):
@@ -283,10 +417,10 @@ class Intake:
             cart.status = "emptied"
 
     def _checkout_started(
-        self, session: Session, customer: Customer, event: SegmentEvent, at: datetime
+        self, session: Session, owner: _Owner, event: SegmentEvent, at: datetime
     ) -> None:
         props = event.order()
-        cart = self._cart(session, customer, props.cart_id, at)
+        cart = self._cart(session, owner, props.cart_id, at)
         if cart.status != "open":
             return
         if props.products:
@@ -315,14 +449,16 @@ class Intake:
         cart.last_activity_at = max(cart.last_activity_at, at)
 
     def _order_completed(
-        self, session: Session, customer: Customer, event: SegmentEvent, at: datetime
+        self, session: Session, owner: _Owner, event: SegmentEvent, at: datetime
     ) -> None:
         props = event.order()
         assert props.order_id is not None  # parse_event requires it
         order = session.get(Order, props.order_id)
         if order is None:
-            order = Order(id=props.order_id, customer_id=customer.id, placed_at=at, lines=[])
+            order = Order(id=props.order_id, placed_at=at, lines=[])
             session.add(order)
+        order.customer_id = order.customer_id or owner.customer_id
+        order.anonymous_id = order.anonymous_id or owner.anonymous_id
         order.status = "completed"
         order.total = props.total if props.total is not None else props.revenue
         order.revenue = props.revenue if props.revenue is not None else props.total
@@ -343,11 +479,7 @@ class Intake:
         # The order closes every cart the customer had open before it.
         session.execute(
             update(Cart)
-            .where(
-                Cart.customer_id == customer.id,
-                Cart.status == "open",
-                Cart.last_activity_at <= at,
-            )
+            .where(owner.owns(Cart), Cart.status == "open", Cart.last_activity_at <= at)
             .values(status="ordered")
         )
         if props.cart_id:
@@ -355,11 +487,13 @@ class Intake:
 
     # -- routing -------------------------------------------------------------------------
 
-    def _routes(self, session: Session, event: SegmentEvent, at: datetime) -> list[Route]:
+    def _routes(
+        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str | None
+    ) -> list[Route]:
         """What the stored event asks of Temporal, read from the store as it now is."""
-        if event.type != "track" or not event.user_id or event.event is None:
-            return []
-        customer_id, name = event.user_id, event.event
+        if customer_id is None:
+            return []  # a visitor nobody has named yet: no one to write to
+        name = event.event if event.type == "track" else None
         journey = self.journeys.abandoned_cart
         if name == "Order Completed":
             return [
@@ -367,19 +501,45 @@ class Intake:
                     abandoned_cart_id(customer_id), "purchase", at, ref=event.order().order_id
                 )
             ]
-        if name not in CART_EVENTS or not journey.enabled:
+        if not journey.enabled:
             return []
-        if self.clock() - at > journey.horizon():
-            return []  # history being imported: its journey would already be over
-        cart_id = (event.order() if name == "Checkout Started" else event.product()).cart_id
-        cart = self._cart_for_route(session, customer_id, cart_id)
-        if cart is None:
-            return []
-        if cart.status == "emptied":
-            return [ExitJourney(abandoned_cart_id(customer_id), "cart_emptied", at, ref=cart.id)]
-        if cart.status != "open" or not cart.lines:
-            return []
-        return [EnterCartJourney(customer_id, cart.id, at, event.message_id or "")]
+        if name in CART_EVENTS:
+            cart_id = (event.order() if name == "Checkout Started" else event.product()).cart_id
+            cart = self._cart_for_route(session, customer_id, cart_id)
+            if cart is None or self.clock() - at > journey.horizon():
+                return []  # history being imported: its journey would already be over
+            if cart.status == "emptied":
+                return [
+                    ExitJourney(abandoned_cart_id(customer_id), "cart_emptied", at, ref=cart.id)
+                ]
+            if cart.status != "open" or not cart.lines:
+                return []
+            return [EnterCartJourney(customer_id, cart.id, at, event.message_id or "")]
+        anonymous_ids = _anonymous_ids(event) if event.user_id else []
+        if anonymous_ids:
+            # A visitor who filled a cart and then logged in: the cart is theirs now, and its
+            # quiet window counts from its last change, not from the login.
+            cart = session.scalar(
+                select(Cart)
+                .where(
+                    Cart.customer_id == customer_id,
+                    Cart.anonymous_id.in_(anonymous_ids),
+                    Cart.status == "open",
+                )
+                .order_by(Cart.last_activity_at.desc())
+                .options(selectinload(Cart.lines))
+                .limit(1)
+            )
+            if cart is None or not cart.lines:
+                return []
+            if self.clock() - cart.last_activity_at > journey.horizon():
+                return []
+            return [
+                EnterCartJourney(
+                    customer_id, cart.id, cart.last_activity_at, event.message_id or ""
+                )
+            ]
+        return []
 
     def _cart_for_route(
         self, session: Session, customer_id: str, cart_id: str | None
@@ -393,6 +553,33 @@ class Intake:
             .options(selectinload(Cart.lines))
             .limit(1)
         )
+
+    async def _route_all(self, stored: list[_Stored | EventError]) -> dict[int, RPCError]:
+        """Route every stored event; returns the events Temporal did not take, by index."""
+        journeys: dict[str, list[tuple[int, Route]]] = {}
+        for index, outcome in enumerate(stored):
+            if isinstance(outcome, _Stored):
+                for route in outcome.routes:
+                    journeys.setdefault(route.workflow_id, []).append((index, route))
+        failed: dict[int, RPCError] = {}
+
+        async def in_order(routes: list[tuple[int, Route]]) -> None:
+            for position, (index, route) in enumerate(routes):
+                if index in failed:
+                    continue
+                try:
+                    async with self._in_flight:
+                        await self._route(route)
+                except RPCError as err:
+                    failed[index] = err
+                    if _transient(err):
+                        # The journey's later events must not overtake this one.
+                        for later, _ in routes[position + 1 :]:
+                            failed.setdefault(later, err)
+                        return
+
+        await asyncio.gather(*(in_order(routes) for routes in journeys.values()))
+        return failed
 
     async def _route(self, route: Route) -> None:
         if isinstance(route, EnterCartJourney):
@@ -412,6 +599,7 @@ class Intake:
                 start_signal="cart_activity",
                 start_signal_args=[CartActivity(cart_id=route.cart_id, at=route.at)],
                 static_summary=f"abandoned cart of customer {route.customer_id}",
+                rpc_timeout=RPC_TIMEOUT,
             )
             return
         handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(route.workflow_id)
@@ -419,10 +607,83 @@ class Intake:
             await handle.signal(
                 AbandonedCartWorkflow.exit,
                 JourneyExit(reason=route.reason, at=route.at, ref=route.ref),
+                rpc_timeout=RPC_TIMEOUT,
             )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise  # NOT_FOUND: no journey running, nothing to end
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """Who a cart or order belongs to: a customer, or an anonymous visitor not yet named."""
+
+    customer_id: str | None
+    anonymous_id: str | None
+
+    def owns(self, model: type[Cart] | type[Order]) -> ColumnElement[bool]:
+        if self.customer_id is not None:
+            return model.customer_id == self.customer_id
+        return and_(model.anonymous_id == self.anonymous_id, model.customer_id.is_(None))
+
+
+@dataclass
+class _Stored:
+    message_id: str
+    fresh: bool
+    routes: list[Route]
+    """What Temporal still has to take for this event."""
+
+
+def _anonymous_ids(event: SegmentEvent) -> list[str]:
+    """The anonymous ids a call ties to its userId (an alias names the old one previousId)."""
+    ids = [event.anonymous_id, event.previous_id if event.type == "alias" else None]
+    return list(dict.fromkeys(i for i in ids if i and i != event.user_id))
+
+
+def _link(
+    session: Session, anonymous_id: str, customer_id: str, at: datetime, message_id: str
+) -> None:
+    identity = session.get(Identity, anonymous_id)
+    if identity is None:
+        session.add(
+            Identity(
+                anonymous_id=anonymous_id,
+                customer_id=customer_id,
+                linked_at=at,
+                message_id=message_id,
+            )
+        )
+        session.flush()  # so the batch's next event of this visitor finds the link
+    elif identity.customer_id == customer_id:
+        return  # linked before: what the visitor did since was theirs on arrival
+    elif at < identity.linked_at:
+        return  # a late event of an earlier owner does not take the device back
+    else:
+        identity.customer_id, identity.linked_at, identity.message_id = (
+            customer_id,
+            at,
+            message_id,
+        )
+    # What the visitor did before is the customer's now. Only rows nobody owns move: a
+    # shared device's past never changes hands.
+    for model in (Event, Cart, Order):
+        session.execute(
+            update(model)
+            .where(model.anonymous_id == anonymous_id, model.customer_id.is_(None))
+            .values(customer_id=customer_id)
+        )
+
+
+def _transient(err: RPCError) -> bool:
+    # INVALID_ARGUMENT will fail the same way on every retry; anything else (unreachable,
+    # overloaded, timed out, misconfigured) may pass later, so the client must retry.
+    return err.status != RPCStatusCode.INVALID_ARGUMENT
+
+
+def _db_reason(err: Exception) -> str:
+    orig = getattr(err, "orig", None)
+    return str(orig or err).strip().splitlines()[0]
 
 
 def _dialect_insert(session: Session) -> Any:

@@ -103,10 +103,13 @@ class Product(Base):
 
 
 class Cart(Base):
+    """A cart, owned by a customer, or by an anonymous visitor until an identify links them."""
+
     __tablename__ = "carts"
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    anonymous_id: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
     """``open``, ``ordered`` or ``emptied``."""
     currency: Mapped[str | None] = mapped_column(String(3))
@@ -139,7 +142,9 @@ class Order(Base):
     __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    """None for a guest order until an identify links its ``anonymous_id`` to a customer."""
+    anonymous_id: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(16), default="completed")
     """``completed``, ``refunded`` or ``cancelled``."""
     total: Mapped[Decimal | None]
@@ -170,7 +175,10 @@ class Event(Base):
     """Every event as received; ``message_id`` makes intake idempotent."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_user_time", "user_id", "timestamp"),)
+    __table_args__ = (
+        Index("ix_events_user_time", "user_id", "timestamp"),
+        Index("ix_events_customer_time", "customer_id", "timestamp"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -178,12 +186,28 @@ class Event(Base):
     event: Mapped[str | None] = mapped_column(String(255))
     user_id: Mapped[str | None] = mapped_column(String(255))
     anonymous_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    """Whose it is: ``user_id``, or the customer its ``anonymous_id`` was linked to (then or
+    later). ``user_id`` stays as the shop sent it."""
     timestamp: Mapped[datetime]
     """When it happened at the shop; drives every timing decision."""
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     routed_at: Mapped[datetime | None]
     """Set once Temporal has accepted what the event starts or signals."""
+
+
+class Identity(Base):
+    """An anonymous id (a browser, a device) that an event tied to a customer."""
+
+    __tablename__ = "identities"
+
+    anonymous_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    linked_at: Mapped[datetime]
+    """Event time of the latest link; a device that changes hands follows the later one."""
+    message_id: Mapped[str] = mapped_column(String(255))
+    """The event that made the link."""
 
 
 class Coupon(Base):
