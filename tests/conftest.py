@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from temporalio.testing import WorkflowEnvironment
 
 from triggermail.migrate import upgrade
-from triggermail.temporal import binary
+from triggermail.temporal import binary, register_search_attributes
 
 PG_ADMIN_URL = os.environ.get(
     "TRIGGERMAIL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -25,6 +25,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     ) as env:
+        await register_search_attributes(env.client)
         yield env
 
 

