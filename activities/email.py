@@ -61,10 +61,7 @@ class EmailActivities:
             if row is not None and row.status == "attempting" and not self.transport.idempotent:
                 # An earlier attempt reached the provider call and never came back (crash,
                 # timeout): the e-mail may be out. Sending again could mail it twice.
-                row.status = "unknown"
-                row.reason = "earlier attempt ended mid-send; not resent"
-                session.commit()
-                return _result(row)
+                return _settle(session, row, request, "unknown", "earlier attempt ended mid-send")
 
             customer = session.get(Customer, request.customer_id)
             cart = (
@@ -96,10 +93,8 @@ class EmailActivities:
                         "same step being sent concurrently", type="Busy"
                     ) from None
             if reason is not None:
-                row.status, row.reason = "skipped", reason
-                session.commit()
                 activity.logger.info("step %s skipped: %s", request.step.name, reason)
-                return _result(row)
+                return _settle(session, row, request, "skipped", reason)
 
             assert customer is not None and customer.email is not None
             now = self.clock()
@@ -143,17 +138,11 @@ class EmailActivities:
                     str(err), type="RetryableSendError", next_retry_delay=err.retry_after
                 ) from err
             except PermanentSendError as err:
-                row.status, row.reason = "failed", str(err)
-                session.commit()
-                return _result(row)
+                return _settle(session, row, request, "failed", str(err))
             except AmbiguousSendError as err:
-                row.status, row.reason = "unknown", str(err)
-                session.commit()
-                return _result(row)
-            row.status, row.reason = "sent", None
+                return _settle(session, row, request, "unknown", str(err))
             row.provider_message_id, row.sent_at = provider_id, self.clock()
-            session.commit()
-            return _result(row)
+            return _settle(session, row, request, "sent", None)
 
     def _coupon(
         self, session: Session, request: SendEmailInput, customer: Customer, now: datetime
@@ -259,6 +248,27 @@ def _context(
             "expires_at": coupon.expires_at,
         }
     return context
+
+
+OUTCOME_METRICS = {
+    "sent": ("triggermail_emails_sent", "E-mails handed to the provider"),
+    "failed": ("triggermail_emails_failed", "E-mails the provider refused for good"),
+    "skipped": ("triggermail_emails_suppressed", "E-mails a guard stopped before sending"),
+    "unknown": ("triggermail_emails_unknown", "E-mails the provider may have; not resent"),
+}
+
+
+def _settle(
+    session: Session, row: EmailSend, request: SendEmailInput, status: str, reason: str | None
+) -> SendResult:
+    """Record a step's final outcome and count it, once: later attempts return it as is."""
+    row.status, row.reason = status, reason
+    session.commit()
+    name, description = OUTCOME_METRICS[status]
+    activity.metric_meter().create_counter(name, description).add(
+        1, {"journey": request.journey, "step": request.step.name}
+    )
+    return _result(row)
 
 
 def _result(row: EmailSend) -> SendResult:
