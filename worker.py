@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
@@ -22,7 +23,7 @@ from activities.transports import MailTransport, OutboxTransport, SendGridTransp
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
-from triggermail.temporal import connect
+from triggermail.temporal import connect, missing_search_attributes
 from workflows.abandoned_cart import AbandonedCartWorkflow
 
 log = logging.getLogger("triggermail.worker")
@@ -82,11 +83,33 @@ def build_worker(
     )
 
 
+async def check_search_attributes(client: Client) -> None:
+    """Refuse to start on a namespace without the journeys' search attributes.
+
+    Otherwise every journey's first upsert would fail its workflow task, over and over.
+
+    Raises:
+        ConfigError: naming the missing attributes and the command that adds them.
+    """
+    try:
+        missing = await missing_search_attributes(client)
+    except RPCError as err:
+        # Temporal Cloud keeps the operator API closed to API keys: trust the namespace.
+        log.warning("cannot list search attributes (%s); assuming they exist", err.message)
+        return
+    if missing:
+        raise ConfigError(
+            f"namespace {client.namespace!r} lacks search attributes {', '.join(missing)}: "
+            "run `triggermail temporal setup` (or see the README for the temporal CLI commands)"
+        )
+
+
 async def run_worker(settings: Settings, *, client: Client | None = None) -> None:
     """Run until cancelled (Ctrl-C), against the cluster ``TEMPORAL_*`` points at."""
     journeys = load_journeys(settings.journeys)
     engine = make_engine(settings.database_url)
-    client = client or await connect()
+    client = client or await connect(metrics_address=settings.metrics_address or None)
+    await check_search_attributes(client)
     with ThreadPoolExecutor(settings.activity_threads, thread_name_prefix="activity") as executor:
         worker = build_worker(
             client,

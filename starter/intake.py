@@ -22,7 +22,7 @@ from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityE
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.events import EventError, ProductProps, SegmentEvent, parse_event
@@ -41,6 +41,7 @@ from triggermail.store import (
     utcnow,
 )
 from workflows.abandoned_cart import AbandonedCartWorkflow
+from workflows.search_attributes import CUSTOMER_ID, JOURNEY
 from workflows.types import AbandonedCartInput, CartActivity, JourneyExit
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class EnterCartJourney:
     cart_id: str
     at: datetime
     event_id: str
+    timezone: str | None = None
 
     @property
     def workflow_id(self) -> str:
@@ -514,7 +516,7 @@ class Intake:
                 ]
             if cart.status != "open" or not cart.lines:
                 return []
-            return [EnterCartJourney(customer_id, cart.id, at, event.message_id or "")]
+            return [_enter(session, customer_id, cart, at, event)]
         anonymous_ids = _anonymous_ids(event) if event.user_id else []
         if anonymous_ids:
             # A visitor who filled a cart and then logged in: the cart is theirs now, and its
@@ -534,11 +536,7 @@ class Intake:
                 return []
             if self.clock() - cart.last_activity_at > journey.horizon():
                 return []
-            return [
-                EnterCartJourney(
-                    customer_id, cart.id, cart.last_activity_at, event.message_id or ""
-                )
-            ]
+            return [_enter(session, customer_id, cart, cart.last_activity_at, event)]
         return []
 
     def _cart_for_route(
@@ -591,6 +589,7 @@ class Intake:
                     entered_at=route.at,
                     entry_event_id=route.event_id,
                     spec=self.journeys.spec("abandoned_cart"),
+                    timezone=route.timezone,
                 ),
                 id=route.workflow_id,
                 task_queue=self.task_queue,
@@ -598,7 +597,13 @@ class Intake:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 start_signal="cart_activity",
                 start_signal_args=[CartActivity(cart_id=route.cart_id, at=route.at)],
-                static_summary=f"abandoned cart of customer {route.customer_id}",
+                static_summary=f"Abandoned cart · customer {route.customer_id}",
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(CUSTOMER_ID, route.customer_id),
+                        SearchAttributePair(JOURNEY, "abandoned_cart"),
+                    ]
+                ),
                 rpc_timeout=RPC_TIMEOUT,
             )
             return
@@ -684,6 +689,15 @@ def _transient(err: RPCError) -> bool:
 def _db_reason(err: Exception) -> str:
     orig = getattr(err, "orig", None)
     return str(orig or err).strip().splitlines()[0]
+
+
+def _enter(
+    session: Session, customer_id: str, cart: Cart, at: datetime, event: SegmentEvent
+) -> EnterCartJourney:
+    customer = session.get(Customer, customer_id)
+    return EnterCartJourney(
+        customer_id, cart.id, at, event.message_id or "", customer.timezone if customer else None
+    )
 
 
 def _dialect_insert(session: Session) -> Any:

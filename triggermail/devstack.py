@@ -27,7 +27,7 @@ from triggermail.journeys import load_journeys
 from triggermail.migrate import upgrade
 from triggermail.settings import DEFAULT_DATA_DIR, Settings
 from triggermail.store import make_engine, make_session_factory
-from triggermail.temporal import binary
+from triggermail.temporal import binary, metrics_runtime, register_search_attributes
 from worker import build_worker, make_transport
 from workflows.types import JourneyResult
 
@@ -80,8 +80,10 @@ async def run_dev(
         dev_server_existing_path=binary("temporal"),
         dev_server_database_filename=str(DEFAULT_DATA_DIR / "temporal.db"),
         dev_server_log_level="error",
+        runtime=metrics_runtime(settings.metrics_address) if settings.metrics_address else None,
     ) as env:
         client = env.client
+        await register_search_attributes(client)
         with ThreadPoolExecutor(settings.activity_threads) as executor:
             worker = build_worker(
                 client,
@@ -114,7 +116,9 @@ def _banner(console: Console, settings: Settings, api_port: int) -> None:
         Panel.fit(
             f"Temporal UI   http://localhost:{UI_PORT}/namespaces/default/workflows\n"
             f"HTTP API      http://localhost:{api_port}  (docs: /docs, write key: {key})\n"
-            f"Outbox        {settings.outbox_dir.resolve()}\n"
+            f"Outbox        {settings.outbox_dir.resolve()}  (and http://localhost:{api_port}/outbox)\n"
+            f"Metrics       http://localhost:{settings.metrics_address.rsplit(':', 1)[-1]}/metrics"
+            f" (worker), http://localhost:{api_port}/metrics (API)\n"
             f"Journeys      {settings.journeys}\n\n"
             "Ctrl-C stops everything; the next run resumes on the same data.",
             title="triggermail dev",

@@ -29,7 +29,7 @@ def parse_duration(text: str) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     """The shortest ``1d2h30m`` form, for summaries an operator reads."""
-    seconds = int(delta.total_seconds())
+    seconds = round(delta.total_seconds())
     if seconds == 0:
         return "0s"
     out = []

@@ -37,4 +37,6 @@ class Settings(BaseSettings):
     secret: SecretStr | None = None
     """HMAC secret for signed links."""
     task_queue: str = "triggermail"
+    metrics_address: str = "0.0.0.0:9464"
+    """Where the worker serves Prometheus metrics (Temporal SDK's and the journeys'); empty: off."""
     activity_threads: int = 16

@@ -20,6 +20,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
@@ -33,8 +34,14 @@ def connect_config() -> dict[str, Any]:
     return config
 
 
-async def connect() -> Client:
-    return await Client.connect(**connect_config())
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime that serves its metrics (and our journeys' counters) for Prometheus."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def connect(*, metrics_address: str | None = None) -> Client:
+    runtime = metrics_runtime(metrics_address) if metrics_address else None
+    return await Client.connect(**connect_config(), runtime=runtime)
 
 
 def binary(name: str) -> str:
