@@ -11,8 +11,17 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from triggermail.durations import parse_duration
 from workflows.types import JourneySpec, StepSpec
@@ -76,14 +85,54 @@ class Journey(_Strict):
         return sum((step.after for step in self.steps), timedelta())
 
 
+def _absolute_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an absolute URL; write e.g. 'https://shop.example'")
+    # Templates join paths onto it ("{url}/cart"): a trailing slash would double up.
+    return value.rstrip("/")
+
+
+AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
+Colour = Annotated[str, Field(pattern=r"^#(?:[0-9a-fA-F]{3}){1,2}$")]
+UtmValue = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._~-]+$")]
+
+
+class Branding(_Strict):
+    """How the shop's e-mails look: colours as ``#rrggbb``; the shop's name when no logo."""
+
+    logo_url: AbsoluteUrl | None = None
+    logo_width: int = Field(default=140, ge=16, le=600)
+    """Pixels; the height follows the image's own proportions."""
+    primary_colour: Colour = "#18181b"
+    """Buttons and links."""
+    button_text_colour: Colour = "#ffffff"
+    text_colour: Colour = "#18181b"
+    background_colour: Colour = "#f4f4f5"
+
+
+class Utm(_Strict):
+    """UTM parameters on every link into the shop; the campaign is the journey, the content
+    the step."""
+
+    source: UtmValue = "triggermail"
+    medium: UtmValue = "email"
+
+
 class Shop(_Strict):
     name: str
-    url: str
+    url: AbsoluteUrl
     from_email: str
     from_name: str | None = None
     help_email: str
-    currency: str = "EUR"
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     locale: str = "en"
+    postal_address: str = Field(min_length=1, pattern=r"^[^\r\n]+$")
+    """One line; the law in most countries wants it in every marketing e-mail."""
+    preferences_url: AbsoluteUrl
+    """The shop's page where a customer unsubscribes or chooses which e-mails to get."""
+    branding: Branding = Branding()
+    utm: Utm = Utm()
 
 
 class JourneysConfig(_Strict):
