@@ -106,7 +106,15 @@ class EmailActivities:
             try:
                 rendered = self.renderer.render(
                     request.step.template,
-                    _context(self.journeys, customer, cart, coupon, now),
+                    render_context(
+                        self.journeys,
+                        customer,
+                        cart,
+                        coupon,
+                        now,
+                        journey=request.journey,
+                        step=request.step.name,
+                    ),
                     locale=customer.locale,
                 )
             except TemplateError as err:
@@ -197,16 +205,23 @@ def _guard(
     return None
 
 
-def _context(
+def render_context(
     journeys: JourneysConfig,
     customer: Customer,
     cart: Cart | None,
     coupon: Coupon | None,
     now: datetime,
+    *,
+    journey: str,
+    step: str,
 ) -> dict[str, Any]:
+    """What a step's templates read, from the store's rows; ``triggermail preview`` uses it too."""
     shop = journeys.shop
     context: dict[str, Any] = {
         "shop": shop.model_dump(),
+        "campaign": {"journey": journey, "step": step},
+        # The shop's own preferences page until signed one-click unsubscribe links exist.
+        "links": {"unsubscribe": shop.preferences_url},
         "customer": {
             "id": customer.id,
             "first_name": customer.first_name,

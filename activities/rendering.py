@@ -1,36 +1,69 @@
-"""E-mail rendering: one Jinja2 environment, HTML autoescaped and CSS-inlined, plus plain text.
+"""E-mail rendering: one Jinja2 environment, gettext catalogs, HTML with CSS inlined, plain text.
 
-Templates live in ``templates/<locale>/<journey>/<step>.{subject.txt,html,txt}``; a
-customer's locale falls back to its language, then to the shop's locale. Every
-enabled step is rendered against sample data when the worker starts, so a broken
-template stops a deploy instead of a customer's journey.
+Each step has one template, ``templates/<journey>/<step>.jinja``, holding its subject,
+preheader and content. It is compiled twice: as HTML (autoescaped) on
+``layout/email.html`` with the components in ``layout/ui.html``, and as plain text
+on ``layout/email.txt`` with ``layout/ui.txt``. So both parts say the same thing
+from the same source; the text part is never HTML with its tags stripped.
+
+Copy is written in English inside ``_()`` calls; ``templates/locales/<locale>/
+LC_MESSAGES/messages.po`` translates it. A customer's locale (``fr-CA``) falls back
+to its language (``fr``), then to the shop's locale, then to English. Every enabled
+step is rendered in every locale against sample data when the worker starts, and
+every message is looked up in every catalog, so a broken template or a missing
+translation stops a deploy instead of a customer's journey.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import css_inline
 import jinja2
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import PoFileError, read_po
 from babel.numbers import format_currency, format_percent
+from babel.support import NullTranslations, Translations
+from markupsafe import Markup
 
 from triggermail.journeys import JourneysConfig
 
-PARTS = ("subject.txt", "html", "txt")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+SOURCE_LOCALE = "en"
+"""The language the templates are written in; it needs no catalog."""
+HTML_LAYOUT, TEXT_LAYOUT = "layout/email.html", "layout/email.txt"
+HTML_UI, TEXT_UI = "layout/ui.html", "layout/ui.txt"
+CATALOG = "LC_MESSAGES/messages.po"
+
+# Line breaks of every kind and other control characters: none may reach a header. Runs
+# of them and of spaces become one space; no-break spaces (1 234,50 €) stay.
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+# Keeps "-- ", the signature separator that tells mail clients where the footer starts.
+_TRAILING_SPACE = re.compile(r"(?<!\n--)[ \t]+\n")
+_HREF = re.compile(r"""href="([^"]*)\"""")
+_SRC = re.compile(r"""src="([^"]*)\"""")
+_TEXT_LINK = re.compile(r"https?://\S+")
 
 
 class TemplateError(Exception):
-    """A template that cannot render; the message names file, locale and problem."""
+    """A template or translation that cannot render; names file, locale and problem."""
 
 
 @dataclass(frozen=True)
@@ -39,83 +72,358 @@ class Rendered:
     html: str
     text: str
     locale: str
+    """The catalog the copy came from (``en``, ``fr``, …)."""
+    preheader: str = ""
+    """The line inboxes show after the subject; hidden at the top of the HTML."""
 
 
 def templates_dir() -> Path:
     return Path(str(resources.files("templates")))
 
 
+class _FormatLoader(jinja2.FileSystemLoader):
+    """Serves ``html:<path>`` and ``text:<path>`` from the same file.
+
+    Jinja2 caches and autoescapes by template name, so the two names give one step
+    template two compilations: escaped for HTML, verbatim for text.
+    """
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        return super().get_source(environment, template.removeprefix("html:").removeprefix("text:"))
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and (name.startswith("html:") or name.endswith(".html"))
+
+
 class Renderer:
-    """Renders a step's e-mail in the customer's locale; built once per worker."""
+    """Renders a step's e-mail in the customer's locale; built once per worker, thread-safe."""
 
     def __init__(self, *, shop_locale: str, directory: Path | None = None) -> None:
         self.directory = directory or templates_dir()
         self.shop_locale = shop_locale
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(self.directory),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+            loader=_FormatLoader(self.directory),
+            autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            auto_reload=False,
+        )
+        # Multi-line messages read as one sentence in the catalogs.
+        self.env.policies["ext.i18n.trimmed"] = True
+        # English until a render hands in its locale's functions (see ``_gettext``).
+        null = NullTranslations()
+        self.env.install_gettext_callables(  # type: ignore[attr-defined]
+            null.gettext, null.ngettext, newstyle=True
         )
         self.env.filters["money"] = _money
         self.env.filters["when"] = _when
         self.env.filters["percent"] = _percent
-        self._inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+        self.env.filters["utm"] = _utm
+        self.env.filters["absolute"] = _absolute
+        self._inliner = css_inline.CSSInliner(
+            keep_style_tags=False,
+            # Media queries cannot be inlined; they stay in <style> for clients that read it.
+            keep_at_rules=True,
+            load_remote_stylesheets=False,
+            # Outlook's Word engine reads width attributes, not CSS.
+            apply_width_attributes=True,
+        )
+        self._catalogs = self._load_catalogs()
+        # A render picks its locale's functions from the context, not from the shared
+        # environment, so concurrent activities in other locales never see them.
+        self._gettext = {SOURCE_LOCALE: _gettext_callables(null)}
+        for locale, (_, catalog) in self._catalogs.items():
+            self._gettext[locale] = _gettext_callables(_translations(catalog))
+
+    # -- locales ---------------------------------------------------------------------------
 
     def locales(self) -> list[str]:
-        return sorted(p.parent.name for p in self.directory.glob("*/base.html"))
+        return sorted({SOURCE_LOCALE, *self._catalogs})
 
     def locale_for(self, wanted: str | None) -> str:
-        """The template locale for a customer: exact, then language, then the shop's."""
-        available = set(self.locales())
-        for candidate in _candidates(wanted):
-            if candidate in available:
+        """The catalog for a customer: exact, then language, then the shop's, then English."""
+        for candidate in [*_candidates(wanted), *_candidates(self.shop_locale)]:
+            if candidate in self._gettext:
                 return candidate
-        return self.shop_locale
+        return SOURCE_LOCALE
+
+    def _load_catalogs(self) -> dict[str, tuple[Path, Catalog]]:
+        catalogs = {}
+        for path in sorted(self.directory.glob(f"locales/*/{CATALOG}")):
+            locale = path.parent.parent.name
+            try:
+                with path.open("rb") as po:
+                    catalogs[locale] = (path, read_po(po, locale=locale, abort_invalid=True))
+            except (PoFileError, ValueError, UnknownLocaleError) as err:
+                raise TemplateError(f"{path} [{locale}]: not a valid catalog: {err}") from err
+        return catalogs
+
+    # -- rendering -------------------------------------------------------------------------
 
     def render(self, template: str, context: dict[str, Any], *, locale: str | None) -> Rendered:
-        chosen = self.locale_for(locale)
-        ctx = {**context, "locale": chosen}
-        out: dict[str, str] = {}
-        for part in PARTS:
-            name = f"{chosen}/{template}.{part}"
-            try:
-                out[part] = self.env.get_template(name).render(ctx)
-            except jinja2.TemplateNotFound as err:
-                raise TemplateError(f"{self.directory / name}: template missing ({err})") from err
-            except jinja2.UndefinedError as err:
-                raise TemplateError(f"{self.directory / name} [{chosen}]: {err.message}") from err
-            except jinja2.TemplateSyntaxError as err:
-                raise TemplateError(
-                    f"{err.filename or name}:{err.lineno} [{chosen}]: {err.message}"
-                ) from err
-            except (TypeError, ValueError, KeyError, AttributeError) as err:
-                raise TemplateError(f"{self.directory / name} [{chosen}]: {err}") from err
-        subject = _CONTROL.sub(" ", out["subject.txt"]).strip()
-        html = self._inliner.inline(out["html"])
-        return Rendered(subject=subject, html=html, text=out["txt"].strip() + "\n", locale=chosen)
+        """Render one step's e-mail: subject, preheader, HTML (CSS inlined) and text.
+
+        Args:
+            template: ``<journey>/<step>``, as in the journeys TOML.
+            context: what the templates read; :func:`sample_context` shows its shape.
+            locale: the customer's locale (``fr-FR``), or None for the shop's.
+
+        Raises:
+            TemplateError: naming the file and line, the locale and the problem.
+        """
+        lang = self.locale_for(locale)
+        shared = {
+            **context,
+            **self._gettext[lang],
+            "lang": lang,
+            "locale": _format_locale(locale, lang),
+            "utm_query": _utm_query(context),
+        }
+        with self._errors(lang, f"{template}.jinja"):
+            html = self._render_part(f"html:{template}.jinja", HTML_LAYOUT, HTML_UI, shared)
+            text_template = self.env.get_template(f"text:{template}.jinja")
+            text_vars = self._part_vars(TEXT_LAYOUT, TEXT_UI, shared)
+            text = text_template.render(text_vars)
+            subject = _block(text_template, "subject", text_vars)
+            preheader = _block(text_template, "preheader", text_vars)
+        text = _TRAILING_SPACE.sub("\n", text)
+        return Rendered(
+            subject=_header_safe(subject),
+            html=self._inliner.inline(html),
+            text=_BLANK_LINES.sub("\n\n", text).strip() + "\n",
+            locale=lang,
+            preheader=_header_safe(preheader),
+        )
+
+    def _part_vars(self, layout: str, ui: str, shared: dict[str, Any]) -> dict[str, Any]:
+        part = {**shared, "layout": layout}
+        # The components see the render's context (locale, shop, campaign) like a template.
+        part["ui"] = self.env.get_template(ui).make_module(part)
+        return part
+
+    def _render_part(self, name: str, layout: str, ui: str, shared: dict[str, Any]) -> str:
+        return self.env.get_template(name).render(self._part_vars(layout, ui, shared))
+
+    def _errors(self, lang: str, name: str) -> _ErrorNamer:
+        return _ErrorNamer(self.directory, lang, name)
+
+    # -- the start-up check ----------------------------------------------------------------
 
     def check(self, journeys: JourneysConfig) -> int:
-        """Render every enabled step in every locale against sample data.
+        """Render every enabled step in every locale against sample data; audit the catalogs.
 
         Returns the number of e-mails rendered.
 
         Raises:
-            TemplateError: for the first template that does not render, naming it.
+            TemplateError: listing every template, translation and link that is wrong,
+                each with its file, locale and the variable or message concerned.
         """
+        problems: list[str] = []
+        shop_lang = self.locale_for(journeys.shop.locale)
+        if journeys.shop.locale.replace("_", "-").split("-")[0].lower() != shop_lang:
+            problems.append(
+                f"[shop] locale {journeys.shop.locale!r} has no catalog in "
+                f"{self.directory / 'locales'}; have {', '.join(self.locales())}"
+            )
+        problems += self.missing_translations()
         count = 0
         for name, journey in journeys.enabled().items():
             for step in journey.steps:
                 for locale in self.locales():
-                    context = sample_context(journeys, coupon=step.coupon_percent is not None)
+                    context = sample_context(
+                        journeys,
+                        journey=name,
+                        step=step.name,
+                        coupon_percent=step.coupon_percent,
+                        locale=locale,
+                    )
                     try:
-                        self.render(step.template, context, locale=locale)
+                        rendered = self.render(step.template, context, locale=locale)
                     except TemplateError as err:
-                        raise TemplateError(f"[{name}] step {step.name!r}: {err}") from err
+                        problems.append(f"[{name}] step {step.name!r}: {err}")
+                        continue
+                    problems += [
+                        f"[{name}] step {step.name!r}: {self.directory / step.template}.jinja "
+                        f"[{locale}]: {problem}"
+                        for problem in link_problems(rendered, context)
+                    ]
+                    if not rendered.subject:
+                        problems.append(
+                            f"[{name}] step {step.name!r}: {self.directory / step.template}.jinja "
+                            f"[{locale}]: the subject is empty"
+                        )
                     count += 1
+        if problems:
+            raise TemplateError("\n".join(problems))
         return count
+
+    def messages(self) -> Iterator[tuple[str, int, str | tuple[str, str], str | None]]:
+        """Every translatable message in the templates: file, line, message, context.
+
+        Extracted the way ``pybabel extract -F templates/babel.cfg`` does, so the check
+        and the catalogs translators work on agree.
+        """
+        mapping = self.directory / "babel.cfg"
+        with mapping.open(encoding="utf-8") as cfg:
+            method_map, options_map = parse_mapping_cfg(cfg, str(mapping))
+        for filename, lineno, message, _comments, context in extract_from_dir(
+            self.directory, method_map, options_map
+        ):
+            path = str(self.directory / filename)
+            if isinstance(message, tuple):
+                yield path, lineno, (str(message[0]), str(message[1])), context
+            else:
+                yield path, lineno, message, context
+
+    def missing_translations(self) -> list[str]:
+        """Each message a catalog lacks, leaves empty, marks fuzzy or formats wrongly."""
+        problems = []
+        try:
+            messages = list(self.messages())
+        except jinja2.TemplateSyntaxError as err:
+            return [f"{err.filename}:{err.lineno}: {err.message}"]
+        for locale, (path, catalog) in self._catalogs.items():
+            for file, line, message, context in messages:
+                msgid = message[0] if isinstance(message, tuple) else message
+                entry = catalog.get(msgid, context=context)
+                where = f"{file}:{line} [{locale}] {msgid!r}"
+                if entry is None:
+                    problems.append(f"{where}: no translation in {path}")
+                elif entry.fuzzy:
+                    problems.append(f"{where}: translation marked fuzzy in {path}")
+                elif isinstance(entry.string, tuple):
+                    if not all(entry.string):
+                        problems.append(f"{where}: a plural form is empty in {path}")
+                elif not entry.string:
+                    problems.append(f"{where}: empty translation in {path}")
+            for entry, errors in catalog.check():
+                for error in errors:
+                    problems.append(f"{path}:{entry.lineno} [{locale}] {entry.id!r}: {error}")
+        return problems
+
+
+class _ErrorNamer:
+    """Turns whatever a render raises into a TemplateError naming file, line and locale."""
+
+    def __init__(self, directory: Path, lang: str, name: str) -> None:
+        self.directory, self.lang, self.name = directory, lang, name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if err is None:
+            return
+        where = _template_frame(tb, self.directory) or str(self.directory / self.name)
+        if isinstance(err, jinja2.TemplateSyntaxError):
+            where = f"{err.filename or self.directory / self.name}:{err.lineno}"
+            raise TemplateError(f"{where} [{self.lang}]: {err.message}") from err
+        if isinstance(err, jinja2.TemplateNotFound):
+            raise TemplateError(
+                f"{where} [{self.lang}]: template missing: {self.directory / str(err.name)}"
+            ) from err
+        if isinstance(err, jinja2.UndefinedError):
+            raise TemplateError(f"{where} [{self.lang}]: {err.message}") from err
+        if isinstance(err, jinja2.TemplateError | TypeError | ValueError | KeyError | LookupError):
+            raise TemplateError(f"{where} [{self.lang}]: {type(err).__name__}: {err}") from err
+
+
+def _template_frame(tb: TracebackType | None, directory: Path) -> str | None:
+    """``file:line`` of each template on the way to the error, the step's first.
+
+    Jinja2 rewrites traceback frames to point at template lines. A typo in a step can
+    surface inside a component it hands the value to, so both are named; the layout
+    that merely places the step's blocks is named only when the error is its own.
+    """
+    frames: list[tuple[str, int]] = []
+    root, layouts = str(directory), {str(directory / HTML_LAYOUT), str(directory / TEXT_LAYOUT)}
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith(root):
+            frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
+        tb = tb.tb_next
+    chain = [
+        f"{file}:{line}"
+        for i, (file, line) in enumerate(frames)
+        # A file's deepest line says most ("extends" is a step's first).
+        if i == len(frames) - 1
+        or (file not in layouts and all(later != file for later, _ in frames[i + 1 :]))
+    ]
+    if not chain:
+        return None
+    return chain[0] if len(chain) == 1 else f"{chain[0]} (in {', '.join(chain[1:])})"
+
+
+def _block(template: jinja2.Template, name: str, variables: dict[str, Any]) -> str:
+    if name not in template.blocks:
+        raise jinja2.TemplateRuntimeError(f"{template.filename} has no {{% block {name} %}}")
+    return "".join(template.blocks[name](template.new_context(variables)))
+
+
+def _header_safe(value: str) -> str:
+    """One line, no control characters: customer or product data cannot add a header."""
+    return _CONTROL.sub(" ", value).strip(" ")
+
+
+# -- gettext -------------------------------------------------------------------------------
+
+
+def _translations(catalog: Catalog) -> Translations:
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog, use_fuzzy=False)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+def _gettext_callables(translations: NullTranslations) -> dict[str, Any]:
+    """Jinja2's "newstyle" gettext for one locale: always ``%``-formatted, escaped in HTML."""
+
+    def finish(context: jinja2.runtime.Context, text: str, variables: dict[str, Any]) -> str:
+        return (Markup(text) if context.eval_ctx.autoescape else text) % variables
+
+    @jinja2.pass_context
+    def gettext(context: jinja2.runtime.Context, message: str, /, **variables: Any) -> str:
+        return finish(context, translations.gettext(message), variables)
+
+    @jinja2.pass_context
+    def ngettext(
+        context: jinja2.runtime.Context, singular: str, plural: str, num: int, /, **variables: Any
+    ) -> str:
+        variables.setdefault("num", num)
+        return finish(context, translations.ngettext(singular, plural, num), variables)
+
+    @jinja2.pass_context
+    def pgettext(
+        context: jinja2.runtime.Context, msgctxt: str, message: str, /, **variables: Any
+    ) -> str:
+        variables.setdefault("context", msgctxt)
+        return finish(context, str(translations.pgettext(msgctxt, message)), variables)
+
+    @jinja2.pass_context
+    def npgettext(
+        context: jinja2.runtime.Context,
+        msgctxt: str,
+        singular: str,
+        plural: str,
+        num: int,
+        /,
+        **variables: Any,
+    ) -> str:
+        variables.setdefault("context", msgctxt)
+        variables.setdefault("num", num)
+        return finish(context, translations.npgettext(msgctxt, singular, plural, num), variables)
+
+    return {"gettext": gettext, "ngettext": ngettext, "pgettext": pgettext, "npgettext": npgettext}
+
+
+# -- locales and formatting ----------------------------------------------------------------
 
 
 def _candidates(wanted: str | None) -> list[str]:
@@ -125,29 +433,53 @@ def _candidates(wanted: str | None) -> list[str]:
     return [tag, tag.split("-")[0].lower()]
 
 
+def _format_locale(wanted: str | None, lang: str) -> str:
+    """Numbers and dates follow the customer's own region (fr-CA) when its language is used."""
+    if wanted and _candidates(wanted)[1] == lang and _babel_locale(wanted).language == lang:
+        return wanted.replace("_", "-")
+    return lang
+
+
+@functools.lru_cache(maxsize=256)
 def _babel_locale(locale: str) -> Locale:
     try:
         return Locale.parse(locale.replace("-", "_"))
     except (ValueError, UnknownLocaleError):
-        return Locale.parse("en")
+        return Locale.parse(SOURCE_LOCALE)
 
 
-def _money(amount: Decimal | float | int | None, currency: str, locale: str = "en") -> str:
+@jinja2.pass_context
+def _money(
+    context: jinja2.runtime.Context,
+    amount: Decimal | float | int | None,
+    currency: str,
+    locale: str | None = None,
+) -> str:
+    """``€1,234.50``, ``1 234,50 €``, ``￥2,490``: the currency's own decimals, the locale's
+    way."""
     if amount is None:
         return ""
-    return format_currency(amount, currency, locale=_babel_locale(locale))
+    return format_currency(amount, currency, locale=_babel_locale(locale or context["locale"]))
 
 
-def _percent(value: float | int, locale: str = "en") -> str:
-    return format_percent(value / 100, locale=_babel_locale(locale))
+@jinja2.pass_context
+def _percent(context: jinja2.runtime.Context, value: float | int, locale: str | None = None) -> str:
+    return format_percent(value / 100, locale=_babel_locale(locale or context["locale"]))
 
 
-def _when(moment: datetime, timezone: str | None = None, locale: str = "en") -> str:
+@jinja2.pass_context
+def _when(
+    context: jinja2.runtime.Context,
+    moment: datetime,
+    timezone: str | None = None,
+    locale: str | None = None,
+) -> str:
+    """A date and time in the customer's timezone, ordered and spelled the locale's way."""
     try:
         zone = ZoneInfo(timezone) if timezone else UTC
     except (ZoneInfoNotFoundError, ValueError):
         zone = UTC
-    local, babel_locale = moment.astimezone(zone), _babel_locale(locale)
+    local, babel_locale = moment.astimezone(zone), _babel_locale(locale or context["locale"])
     # Each locale orders date and time its own way ("{1}, {0}", "{1} {0}", …).
     pattern = str(babel_locale.datetime_formats["medium"])
     day = format_date(local, "medium", locale=babel_locale)
@@ -155,44 +487,136 @@ def _when(moment: datetime, timezone: str | None = None, locale: str = "en") -> 
     return pattern.replace("{1}", day).replace("{0}", clock)
 
 
-def sample_context(journeys: JourneysConfig, *, coupon: bool) -> dict[str, Any]:
-    """The data every template is checked against: the same shape as a real send's."""
-    shop = journeys.shop
-    lines = [
+def _utm_query(context: dict[str, Any]) -> str:
+    shop, campaign = context.get("shop"), context.get("campaign")
+    if not isinstance(shop, dict) or not isinstance(campaign, dict):
+        return ""  # the templates' own StrictUndefined names what is missing
+    return urlencode(
         {
-            "name": "Organic cotton T-shirt",
-            "quantity": 2,
-            "price": Decimal("24.90"),
-            "line_total": Decimal("49.80"),
-            "url": f"{shop.url}/products/tee",
-            "image_url": f"{shop.url}/images/tee.jpg",
-        },
-        {
-            "name": "Canvas tote",
-            "quantity": 1,
-            "price": Decimal("15.00"),
-            "line_total": Decimal("15.00"),
-            "url": f"{shop.url}/products/tote",
-            "image_url": None,
-        },
+            "utm_source": shop["utm"]["source"],
+            "utm_medium": shop["utm"]["medium"],
+            "utm_campaign": campaign["journey"],
+            "utm_content": campaign["step"],
+        }
+    )
+
+
+@jinja2.pass_context
+def _utm(context: jinja2.runtime.Context, url: str) -> str:
+    """The link made absolute (against the shop's URL) and tagged with this e-mail's UTM."""
+    if not url.startswith(("https://", "http://")):
+        url = urljoin(context["shop"]["url"] + "/", url)
+        if not url.startswith(("https://", "http://")):
+            return url  # mailto:, tel:
+    parts = urlsplit(url)
+    if not parts.path:
+        parts = parts._replace(path="/")
+    query = parts.query
+    if "utm_" in query:  # the shop's own tags would misattribute this e-mail's clicks
+        query = urlencode([(k, v) for k, v in parse_qsl(query) if not k.startswith("utm_")])
+    query = f"{query}&{context['utm_query']}" if query else str(context["utm_query"])
+    return urlunsplit(parts._replace(query=query))
+
+
+@jinja2.pass_context
+def _absolute(context: jinja2.runtime.Context, url: str) -> str:
+    """A shop-relative URL (``/images/tee.jpg``) made absolute; mail has no base URL."""
+    return urljoin(context["shop"]["url"] + "/", url)
+
+
+def link_problems(rendered: Rendered, context: dict[str, Any]) -> list[str]:
+    """Links a mail client could not follow, or that would not be attributed to the e-mail.
+
+    Every link must be absolute; every web link except the unsubscribe page must carry
+    the e-mail's UTM campaign and content.
+    """
+    campaign = context["campaign"]
+    tags = (f"utm_campaign={campaign['journey']}", f"utm_content={campaign['step']}")
+    exempt = {context["links"]["unsubscribe"]}
+    problems = [
+        f"image {src!r} is not absolute; pass it through |absolute"
+        for src in _SRC.findall(rendered.html)
+        if not src.startswith(("https://", "http://"))
     ]
+    html_links = [link.replace("&amp;", "&") for link in _HREF.findall(rendered.html)]
+    for link in [*html_links, *_TEXT_LINK.findall(rendered.text)]:
+        if link.startswith(("mailto:", "tel:")) or link in exempt:
+            continue
+        if not link.startswith(("https://", "http://")):
+            problems.append(f"link {link!r} is not absolute; pass it through |utm")
+        elif not all(tag in link for tag in tags):
+            problems.append(f"link {link!r} has no UTM tags; pass it through |utm")
+    return sorted(set(problems))
+
+
+# -- sample data ---------------------------------------------------------------------------
+
+SAMPLE_PRODUCTS = [
+    ("Organic cotton T-shirt", "24.90", 2, "tee-organic"),
+    ("Canvas tote", "15.00", 1, "tote-canvas"),
+    ("Merino wool beanie", "32.00", 1, "beanie-merino"),
+    ("Linen shirt", "59.00", 1, "shirt-linen"),
+    ("Recycled wool socks, 2 pairs", "1234.50", 1, "socks-wool"),
+]
+"""Deliberately varied: a quantity above one, a product without an image (the tote), a
+price with a thousands separator."""
+
+SAMPLE_PEOPLE = {
+    "en": ("Alex", "Europe/London"),
+    "fr": ("Camille", "Europe/Paris"),
+    "ja": ("陽菜", "Asia/Tokyo"),
+    "uk": ("Олена", "Europe/Kyiv"),
+}
+
+
+def sample_context(
+    journeys: JourneysConfig,
+    *,
+    journey: str = "abandoned_cart",
+    step: str = "reminder",
+    coupon_percent: int | None = None,
+    locale: str | None = None,
+    products: int = 3,
+) -> dict[str, Any]:
+    """The data every template is checked against: the same shape as a real send's.
+
+    Fixed dates and coupon, so previews and snapshots only change when templates do.
+    """
+    shop = journeys.shop
+    first_name, timezone = SAMPLE_PEOPLE.get(locale or "", SAMPLE_PEOPLE["en"])
+    lines: list[dict[str, Any]] = []
+    total = Decimal(0)
+    for position, (name, price, quantity, slug) in enumerate(SAMPLE_PRODUCTS[:products]):
+        total += Decimal(price) * quantity
+        lines.append(
+            {
+                "name": name,
+                "quantity": quantity,
+                "price": Decimal(price),
+                "line_total": Decimal(price) * quantity,
+                "url": f"{shop.url}/products/{slug}",
+                "image_url": None if position == 1 else f"{shop.url}/images/{slug}.jpg",
+            }
+        )
     return {
         "shop": shop.model_dump(),
-        "customer": {"id": "sample", "first_name": "Alex", "timezone": "Europe/Paris"},
+        "campaign": {"journey": journey, "step": step},
+        "links": {"unsubscribe": shop.preferences_url},
+        "customer": {"id": "sample", "first_name": first_name, "timezone": timezone},
         "cart": {
             "id": "sample-cart",
             "lines": lines,
-            "total": Decimal("64.80"),
+            "total": total,
             "currency": shop.currency,
             "url": f"{shop.url}/cart",
         },
         "coupon": (
             {
                 "code": "SAMPLE-7KQ2XW",
-                "percent": 10,
+                "percent": coupon_percent,
                 "expires_at": datetime(2030, 1, 2, 18, 0, tzinfo=UTC),
             }
-            if coupon
+            if coupon_percent
             else None
         ),
         "now": datetime(2030, 1, 1, 12, 0, tzinfo=UTC),
