@@ -233,5 +233,94 @@ def temporal_setup() -> None:
         console.print(f"  {command}")
 
 
+@app.command()
+def preview(
+    journey: Annotated[str | None, typer.Argument(help="Journey, e.g. abandoned_cart.")] = None,
+    step: Annotated[str | None, typer.Argument(help="Step of the journey, e.g. reminder.")] = None,
+    locale: Annotated[
+        str | None,
+        typer.Option(help="Locale, e.g. fr or ja-JP; default: the customer's, else the shop's."),
+    ] = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="Render for this customer from the store (TRIGGERMAIL_DATABASE_URL)."),
+    ] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Sample data (the default).")] = False,
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="Every step of every journey in every locale.")
+    ] = False,
+    out: Annotated[str, typer.Option(help="Folder for the files.")] = ".triggermail/preview",
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the HTML in a browser.")
+    ] = False,
+) -> None:
+    """Write a step's e-mail (HTML and text) and print its subject; --all writes a gallery.
+
+    Nothing is sent or recorded, and no coupon is created.
+    """
+    import webbrowser
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from activities.rendering import Renderer, TemplateError
+    from triggermail.journeys import JourneysConfigError, load_journeys
+    from triggermail.preview import (
+        PreviewError,
+        gallery,
+        render_customer,
+        render_sample,
+        write,
+    )
+
+    if customer is not None and sample:
+        raise typer.BadParameter("--customer or --sample, not both")
+    if all_steps and (customer is not None or journey is not None):
+        raise typer.BadParameter("--all renders every step with sample data; drop the others")
+    if not all_steps and (journey is None or step is None):
+        raise typer.BadParameter("name a JOURNEY and a STEP, or use --all")
+    settings = Settings()
+    folder = Path(out)
+    try:
+        journeys = load_journeys(settings.journeys)
+        renderer = Renderer(shop_locale=journeys.shop.locale)
+        if all_steps:
+            index, previews = gallery(renderer, journeys, folder)
+            console.print(f"{len(previews)} e-mails; gallery: [bold]{index}[/bold]")
+            target = index
+        else:
+            assert journey is not None and step is not None
+            if customer is not None:
+                from triggermail.store import make_engine, make_session_factory, utcnow
+
+                engine = make_engine(settings.database_url)
+                try:
+                    rendered = render_customer(
+                        renderer,
+                        journeys,
+                        make_session_factory(engine),
+                        journey,
+                        step,
+                        customer_id=customer,
+                        locale=locale,
+                        now=utcnow(),
+                    )
+                finally:
+                    engine.dispose()
+            else:
+                rendered = render_sample(renderer, journeys, journey, step, locale=locale)
+            written = write(rendered, folder, journey, step)
+            console.print(f"[bold]Subject:[/bold] {escape(rendered.subject)}")
+            console.print(f"[dim]Preheader:[/dim] {escape(rendered.preheader)}")
+            console.print(f"[dim]Locale:[/dim] {rendered.locale}")
+            console.print(f"{written.html_path}\n{written.text_path}")
+            target = written.html_path
+    except (PreviewError, TemplateError, JourneysConfigError) as err:
+        console.print(f"[red]no preview:[/red] {escape(str(err))}")
+        raise typer.Exit(2) from err
+    if open_browser:
+        webbrowser.open(target.resolve().as_uri())
+
+
 def main() -> None:  # pragma: no cover
     app()
