@@ -112,7 +112,8 @@ class Journey:
         # without those upserts.
         self._searchable = workflow.patched("journey-search-attributes")
         self._count("triggermail_journeys_entered", "Journeys entered")
-        self._publish()
+        # Search attributes wait for the first wait_for, which knows the step and its time.
+        workflow.set_current_details(self._details())
 
     def finish(self, reason: str) -> JourneyResult:
         """End the journey: record why, for the UI, the metrics and the result."""
@@ -195,9 +196,9 @@ class Journey:
     def _publish(self) -> None:
         """Show where the journey stands: current details always, search attributes on change."""
         workflow.set_current_details(self._details())
-        step = self.next_step if self.state != "ended" else "ended"
-        current = (step or "sending", self.next_send_at)
-        if not self._searchable or current == self._published:
+        step = "ended" if self.state == "ended" else self.next_step
+        current = (step or "", self.next_send_at)
+        if not self._searchable or not step or current == self._published:
             return
         self._published = current
         updates: list[SearchAttributeUpdate] = [JOURNEY_STEP.value_set(current[0])]
