@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint install clean
+.PHONY: dev test test-ui lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.installed-dev
 ## The whole suite: lint, types, then every test (time-skipping Temporal, SQLite, PostgreSQL).
 test: lint
 	$(BIN)/pytest
+
+## Browser check of the Temporal UI (headless Chromium); refreshes docs/ui-*.png.
+test-ui: $(VENV)/.installed-dev
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	TRIGGERMAIL_UI_TESTS=1 $(BIN)/pytest tests/ui
 
 clean:
 	rm -rf .triggermail .pytest_cache .mypy_cache .ruff_cache
