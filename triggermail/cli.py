@@ -164,7 +164,7 @@ def journeys_show(
         text = entry.text
         row = ledger.get(entry.send_id or "")
         if row is not None:
-            text += f" — “{row.subject}” to customer, ledger: {row.status}"
+            text += f" — “{row.subject}”, ledger: {row.status}"
         table.add_row(entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.kind, text)
     console.print(table)
     if timeline.journey is not None:
