@@ -16,6 +16,7 @@ translation stops a deploy instead of a customer's journey.
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import re
@@ -39,7 +40,12 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import PoFileError, read_po
-from babel.numbers import format_currency, format_percent
+from babel.numbers import (
+    NumberPattern,
+    format_percent,
+    get_currency_precision,
+    get_currency_symbol,
+)
 from babel.support import NullTranslations, Translations
 from markupsafe import Markup
 
@@ -49,14 +55,25 @@ SOURCE_LOCALE = "en"
 """The language the templates are written in; it needs no catalog."""
 HTML_LAYOUT, TEXT_LAYOUT = "layout/email.html", "layout/email.txt"
 HTML_UI, TEXT_UI = "layout/ui.html", "layout/ui.txt"
+STYLESHEET = "layout/email.css"
+COMPONENT_VARS = (
+    "shop",
+    "lang",
+    "locale",
+    "utm_query",
+    "gettext",
+    "_",
+    "ngettext",
+    "pgettext",
+    "npgettext",
+)
+"""What layout/ui.* may read besides their arguments: the same for every customer."""
 CATALOG = "LC_MESSAGES/messages.po"
 
 # Line breaks of every kind and other control characters: none may reach a header. Runs
 # of them and of spaces become one space; no-break spaces (1 234,50 €) stay.
 _CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
-# Keeps "-- ", the signature separator that tells mail clients where the footer starts.
-_TRAILING_SPACE = re.compile(r"(?<!\n--)[ \t]+\n")
 _HREF = re.compile(r"""href="([^"]*)\"""")
 _SRC = re.compile(r"""src="([^"]*)\"""")
 _TEXT_LINK = re.compile(r"https?://\S+")
@@ -98,13 +115,22 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and (name.startswith("html:") or name.endswith(".html"))
 
 
+class _Environment(jinja2.Environment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Contexts are plain dicts: ``line.name`` would otherwise raise and catch an
+        # AttributeError first, a hundred times per e-mail.
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
 class Renderer:
     """Renders a step's e-mail in the customer's locale; built once per worker, thread-safe."""
 
     def __init__(self, *, shop_locale: str, directory: Path | None = None) -> None:
         self.directory = directory or templates_dir()
         self.shop_locale = shop_locale
-        self.env = jinja2.Environment(
+        self.env = _Environment(
             loader=_FormatLoader(self.directory),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
@@ -135,6 +161,8 @@ class Renderer:
             apply_width_attributes=True,
         )
         self._catalogs = self._load_catalogs()
+        self._stylesheets: dict[str, Markup] = {}
+        self._modules: dict[tuple[str, ...], jinja2.environment.TemplateModule] = {}
         # A render picks its locale's functions from the context, not from the shared
         # environment, so concurrent activities in other locales never see them.
         self._gettext = {SOURCE_LOCALE: _gettext_callables(null)}
@@ -185,14 +213,21 @@ class Renderer:
             "locale": _format_locale(locale, lang),
             "utm_query": _utm_query(context),
         }
+        shop_key = repr(context.get("shop"))
         with self._errors(lang, f"{template}.jinja"):
-            html = self._render_part(f"html:{template}.jinja", HTML_LAYOUT, HTML_UI, shared)
+            html_template = self.env.get_template(f"html:{template}.jinja")
+            html_vars = self._part_vars(HTML_LAYOUT, HTML_UI, shared, shop_key)
+            html_vars["stylesheet"] = self._stylesheet(context["shop"], shop_key)
+            html = html_template.render(html_vars)
             text_template = self.env.get_template(f"text:{template}.jinja")
-            text_vars = self._part_vars(TEXT_LAYOUT, TEXT_UI, shared)
+            text_vars = self._part_vars(TEXT_LAYOUT, TEXT_UI, shared, shop_key)
             text = text_template.render(text_vars)
-            subject = _block(text_template, "subject", text_vars)
-            preheader = _block(text_template, "preheader", text_vars)
-        text = _TRAILING_SPACE.sub("\n", text)
+            blocks = text_template.new_context(text_vars)
+            subject = _block(text_template, "subject", blocks)
+            preheader = _block(text_template, "preheader", blocks)
+        # Trailing spaces go, except in "-- ", the separator that tells mail clients where
+        # the footer starts.
+        text = "\n".join(line if line == "-- " else line.rstrip() for line in text.split("\n"))
         return Rendered(
             subject=_header_safe(subject),
             html=self._inliner.inline(html),
@@ -201,14 +236,37 @@ class Renderer:
             preheader=_header_safe(preheader),
         )
 
-    def _part_vars(self, layout: str, ui: str, shared: dict[str, Any]) -> dict[str, Any]:
-        part = {**shared, "layout": layout}
-        # The components see the render's context (locale, shop, campaign) like a template.
-        part["ui"] = self.env.get_template(ui).make_module(part)
-        return part
+    def _part_vars(
+        self, layout: str, ui: str, shared: dict[str, Any], shop_key: str
+    ) -> dict[str, Any]:
+        return {**shared, "layout": layout, "ui": self._components(ui, shared, shop_key)}
 
-    def _render_part(self, name: str, layout: str, ui: str, shared: dict[str, Any]) -> str:
-        return self.env.get_template(name).render(self._part_vars(layout, ui, shared))
+    def _components(
+        self, ui: str, shared: dict[str, Any], shop_key: str
+    ) -> jinja2.environment.TemplateModule:
+        """The components module, built once per shop, locale and campaign.
+
+        It sees only ``COMPONENT_VARS``, never the customer's data: a component that
+        reached for it would fail the start-up check rather than carry one customer's
+        data into another's e-mail.
+        """
+        key = (ui, shop_key, shared["lang"], shared["locale"], shared["utm_query"])
+        module = self._modules.get(key)
+        if module is None:
+            scope = {name: shared[name] for name in COMPONENT_VARS if name in shared}
+            module = self.env.get_template(ui).make_module(scope)
+            if len(self._modules) >= 1024:  # one per shop, locale and step; bounded anyway
+                self._modules.clear()
+            self._modules[key] = module
+        return module
+
+    def _stylesheet(self, shop: Any, key: str) -> Markup:
+        """The branded stylesheet, rendered once per shop: it is the same for every e-mail."""
+        if key not in self._stylesheets:
+            css = self.env.get_template(STYLESHEET).render(shop=shop)
+            # Colours are validated as #rrggbb in [shop.branding]; nothing to escape.
+            self._stylesheets[key] = Markup(css)
+        return self._stylesheets[key]
 
     def _errors(self, lang: str, name: str) -> _ErrorNamer:
         return _ErrorNamer(self.directory, lang, name)
@@ -361,10 +419,10 @@ def _template_frame(tb: TracebackType | None, directory: Path) -> str | None:
     return chain[0] if len(chain) == 1 else f"{chain[0]} (in {', '.join(chain[1:])})"
 
 
-def _block(template: jinja2.Template, name: str, variables: dict[str, Any]) -> str:
+def _block(template: jinja2.Template, name: str, context: jinja2.runtime.Context) -> str:
     if name not in template.blocks:
         raise jinja2.TemplateRuntimeError(f"{template.filename} has no {{% block {name} %}}")
-    return "".join(template.blocks[name](template.new_context(variables)))
+    return "".join(template.blocks[name](context))
 
 
 def _header_safe(value: str) -> str:
@@ -420,7 +478,14 @@ def _gettext_callables(translations: NullTranslations) -> dict[str, Any]:
         variables.setdefault("num", num)
         return finish(context, translations.npgettext(msgctxt, singular, plural, num), variables)
 
-    return {"gettext": gettext, "ngettext": ngettext, "pgettext": pgettext, "npgettext": npgettext}
+    return {
+        "gettext": gettext,
+        # Jinja2's own ``_`` looks ``gettext`` up again on every call.
+        "_": gettext,
+        "ngettext": ngettext,
+        "pgettext": pgettext,
+        "npgettext": npgettext,
+    }
 
 
 # -- locales and formatting ----------------------------------------------------------------
@@ -459,7 +524,40 @@ def _money(
     way."""
     if amount is None:
         return ""
-    return format_currency(amount, currency, locale=_babel_locale(locale or context["locale"]))
+    return _format_money(amount, currency, locale or context["locale"])
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_money(amount: Decimal | float | int, currency: str, locale: str) -> str:
+    # Cached because an e-mail shows each amount twice (HTML and text) and a shop's
+    # prices repeat across e-mails.
+    return _currency_format(locale, currency).apply(amount, _babel_locale(locale), currency=None)
+
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+@functools.lru_cache(maxsize=512)
+def _currency_format(locale: str, currency: str) -> NumberPattern:
+    """The locale's currency pattern with this currency's symbol and decimals filled in.
+
+    What ``format_currency`` does on every call, done once: it also looks up the
+    currency's plural name each time, which made it most of a render's cost. The
+    output is the same (tests/emails compares them).
+    """
+    babel_locale = _babel_locale(locale)
+    pattern = copy.copy(babel_locale.currency_formats["standard"])
+    symbol = get_currency_symbol(currency, babel_locale)
+
+    def fill(part: str) -> str:
+        part = part.replace("¤¤", currency.upper()).replace("¤", symbol)
+        return _QUOTED.sub(lambda quoted: quoted.group(1) or "'", part)
+
+    pattern.prefix = tuple(fill(part) for part in pattern.prefix)
+    pattern.suffix = tuple(fill(part) for part in pattern.suffix)
+    digits = get_currency_precision(currency)
+    pattern.frac_prec = (digits, digits)
+    return pattern
 
 
 @jinja2.pass_context
@@ -475,11 +573,17 @@ def _when(
     locale: str | None = None,
 ) -> str:
     """A date and time in the customer's timezone, ordered and spelled the locale's way."""
+    return _format_when(moment, timezone, locale or context["locale"])
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_when(moment: datetime, timezone: str | None, locale: str) -> str:
+    # Cached because a deadline appears in the subject and the body, in HTML and text.
     try:
         zone = ZoneInfo(timezone) if timezone else UTC
     except (ZoneInfoNotFoundError, ValueError):
         zone = UTC
-    local, babel_locale = moment.astimezone(zone), _babel_locale(locale or context["locale"])
+    local, babel_locale = moment.astimezone(zone), _babel_locale(locale)
     # Each locale orders date and time its own way ("{1}, {0}", "{1} {0}", …).
     pattern = str(babel_locale.datetime_formats["medium"])
     day = format_date(local, "medium", locale=babel_locale)
@@ -491,19 +595,23 @@ def _utm_query(context: dict[str, Any]) -> str:
     shop, campaign = context.get("shop"), context.get("campaign")
     if not isinstance(shop, dict) or not isinstance(campaign, dict):
         return ""  # the templates' own StrictUndefined names what is missing
+    utm = shop["utm"]
+    return _utm_encoded(utm["source"], utm["medium"], campaign["journey"], campaign["step"])
+
+
+@functools.lru_cache(maxsize=1024)
+def _utm_encoded(source: str, medium: str, journey: str, step: str) -> str:
     return urlencode(
-        {
-            "utm_source": shop["utm"]["source"],
-            "utm_medium": shop["utm"]["medium"],
-            "utm_campaign": campaign["journey"],
-            "utm_content": campaign["step"],
-        }
+        {"utm_source": source, "utm_medium": medium, "utm_campaign": journey, "utm_content": step}
     )
 
 
 @jinja2.pass_context
 def _utm(context: jinja2.runtime.Context, url: str) -> str:
     """The link made absolute (against the shop's URL) and tagged with this e-mail's UTM."""
+    if url.startswith("https://") and "?" not in url and "#" not in url:
+        # The common case, without parsing; a bare host gets its "/" before the query.
+        return f"{url}{'' if url.count('/') > 2 else '/'}?{context['utm_query']}"
     if not url.startswith(("https://", "http://")):
         url = urljoin(context["shop"]["url"] + "/", url)
         if not url.startswith(("https://", "http://")):
@@ -521,6 +629,8 @@ def _utm(context: jinja2.runtime.Context, url: str) -> str:
 @jinja2.pass_context
 def _absolute(context: jinja2.runtime.Context, url: str) -> str:
     """A shop-relative URL (``/images/tee.jpg``) made absolute; mail has no base URL."""
+    if url.startswith(("https://", "http://")):
+        return url
     return urljoin(context["shop"]["url"] + "/", url)
 
 
