@@ -194,9 +194,16 @@ class SegmentEvent(_Open):
         return min(when, received_at)
 
     def identity_traits(self) -> Traits:
-        """Traits of an identify call, or of ``context.traits`` on other calls."""
-        raw = self.traits if self.type == "identify" else self.context.get("traits") or {}
-        return Traits.model_validate(raw)
+        """The traits a call carries: ``context.traits``, under an identify's own ``traits``.
+
+        RudderStack's SDKs send an identify's traits in ``context.traits`` only.
+        """
+        shared = self.context.get("traits") or {}
+        if self.type != "identify":
+            return Traits.model_validate(shared)
+        if not isinstance(shared, dict):
+            shared = {}  # reported by parse_event; the call's own traits still count
+        return Traits.model_validate({**shared, **self.traits})
 
     def product(self) -> ProductProps:
         return ProductProps.model_validate(self.properties)
@@ -230,10 +237,10 @@ def parse_event(data: Mapping[str, Any], *, default_type: str | None = None) -> 
         event = SegmentEvent.model_validate(data)
         if missing := event.missing():
             raise EventError(missing)
-        if event.type == "identify" or event.context.get("traits"):
-            _check(
-                event.identity_traits, "traits" if event.type == "identify" else "context.traits"
-            )
+        if event.type == "identify":
+            _check(lambda: Traits.model_validate(event.traits), "traits")
+        if event.context.get("traits"):
+            _check(lambda: Traits.model_validate(event.context["traits"]), "context.traits")
         if event.type == "track" and event.event in PRODUCT_EVENTS:
             _check(event.product, "properties")
         if event.type == "track" and event.event in ORDER_EVENTS:

@@ -13,3 +13,12 @@ DEFAULT_TASK_QUEUE = "triggermail"
 def abandoned_cart_id(customer_id: str) -> str:
     """One abandoned-cart journey per customer at a time: their latest cart."""
     return f"abandoned-cart/{customer_id}"
+
+
+CUSTOMER_JOURNEYS = {"abandoned_cart": abandoned_cart_id}
+"""Every journey that runs at most once per customer, by its name in the journeys TOML."""
+
+
+def customer_journey_ids(customer_id: str) -> dict[str, str]:
+    """Where a customer's journeys run, by journey name: how the customer card finds them."""
+    return {name: workflow_id(customer_id) for name, workflow_id in CUSTOMER_JOURNEYS.items()}

@@ -25,9 +25,10 @@ from temporalio.worker import Worker
 
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter import Intake, IntakeResult
+from starter.ids import customer_journey_ids
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.settings import Settings
-from triggermail.store import EmailSend, make_engine, make_session_factory
+from triggermail.store import Customer, EmailSend, make_engine, make_session_factory
 from worker import build_worker
 from workflows.types import JourneyResult
 
@@ -105,6 +106,10 @@ class Shop:
     async def __aexit__(self, *exc: Any) -> None:
         # The time-skipping server is shared: a journey left running (or a workflow task
         # left unprocessed) would hold its clock and its workflow ID for the next test.
+        # Journeys started through other doors (HTTP) are found from the store's customers.
+        with self.sessions() as session:
+            for customer_id in session.scalars(select(Customer.id)):
+                self.touched.update(customer_journey_ids(customer_id).values())
         for workflow_id in self.touched:
             with contextlib.suppress(RPCError):  # already closed
                 await self.handle(workflow_id).terminate("test over")
@@ -115,8 +120,13 @@ class Shop:
 
     # -- events --------------------------------------------------------------------------
 
-    async def send(self, call: dict[str, Any]) -> IntakeResult:
+    async def tick(self) -> datetime:
+        """Bring the intake's clock to the server's now (before events from any door)."""
         self._virtual_now = await self.env.get_current_time()
+        return self._virtual_now
+
+    async def send(self, call: dict[str, Any]) -> IntakeResult:
+        await self.tick()
         call.setdefault("messageId", f"msg-{uuid.uuid4()}")
         call.setdefault("timestamp", self._virtual_now.isoformat())
         result = await self.intake.submit(call)

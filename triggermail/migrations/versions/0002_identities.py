@@ -51,7 +51,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     # The old schema has no place for what anonymous visitors did: it goes (events keep it).
     op.execute(
-        "DELETE FROM order_lines WHERE order_id IN (SELECT id FROM orders WHERE customer_id IS NULL)"
+        "DELETE FROM order_lines"
+        " WHERE order_id IN (SELECT id FROM orders WHERE customer_id IS NULL)"
     )
     op.execute("DELETE FROM orders WHERE customer_id IS NULL")
     op.execute(
