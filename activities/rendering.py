@@ -215,25 +215,30 @@ class Renderer:
         }
         shop_key = repr(context.get("shop"))
         with self._errors(lang, f"{template}.jinja"):
-            html_template = self.env.get_template(f"html:{template}.jinja")
-            html_vars = self._part_vars(HTML_LAYOUT, HTML_UI, shared, shop_key)
-            html_vars["stylesheet"] = self._stylesheet(context["shop"], shop_key)
-            html = html_template.render(html_vars)
             text_template = self.env.get_template(f"text:{template}.jinja")
             text_vars = self._part_vars(TEXT_LAYOUT, TEXT_UI, shared, shop_key)
             text = text_template.render(text_vars)
             blocks = text_template.new_context(text_vars)
-            subject = _block(text_template, "subject", blocks)
-            preheader = _block(text_template, "preheader", blocks)
+            subject = _header_safe(_block(text_template, "subject", blocks))
+            preheader = _header_safe(_block(text_template, "preheader", blocks))
+            html_template = self.env.get_template(f"html:{template}.jinja")
+            html_vars = self._part_vars(HTML_LAYOUT, HTML_UI, shared, shop_key)
+            # The HTML's <title> and hidden preheader are the header's own words.
+            html_vars.update(
+                stylesheet=self._stylesheet(context["shop"], shop_key),
+                subject=subject,
+                preheader=preheader,
+            )
+            html = html_template.render(html_vars)
         # Trailing spaces go, except in "-- ", the separator that tells mail clients where
         # the footer starts.
         text = "\n".join(line if line == "-- " else line.rstrip() for line in text.split("\n"))
         return Rendered(
-            subject=_header_safe(subject),
+            subject=subject,
             html=self._inliner.inline(html),
             text=_BLANK_LINES.sub("\n\n", text).strip() + "\n",
             locale=lang,
-            preheader=_header_safe(preheader),
+            preheader=preheader,
         )
 
     def _part_vars(

@@ -16,9 +16,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from babel.messages.pofile import read_po
+from babel.numbers import format_currency
 from temporalio.testing import WorkflowEnvironment
 
-from activities.rendering import Renderer, TemplateError, link_problems, sample_context
+from activities.rendering import (
+    Renderer,
+    TemplateError,
+    _format_money,
+    link_problems,
+    sample_context,
+)
 from activities.transports import OutboxTransport
 from tests.emails.snapshots import assert_matches_snapshot
 from triggermail.journeys import load_journeys
@@ -375,10 +382,10 @@ def test_a_template_typo_stops_the_worker_naming_file_locale_and_variable(tmp_pa
     with pytest.raises(TemplateError) as caught:
         Renderer(shop_locale="en", directory=directory).check(JOURNEYS)
     message = str(caught.value)
-    ui = directory / "layout" / "ui.html"
+    ui = directory / "layout" / "ui.txt"  # the text part renders first
     for locale in LOCALES:
         assert (
-            f"[abandoned_cart] step 'reminder': {reminder}:23 (in {ui}:42) [{locale}]: "
+            f"[abandoned_cart] step 'reminder': {reminder}:23 (in {ui}:28) [{locale}]: "
             "'dict object' has no attribute 'itmes'"
         ) in message
 
@@ -485,3 +492,12 @@ def test_message_template_lists_exactly_the_templates_messages() -> None:
         "refresh it: cd templates && pybabel extract -F babel.cfg --no-wrap --sort-by-file "
         "--add-comments=Translators: -o locales/messages.pot ."
     )
+
+
+@pytest.mark.parametrize("locale", ["en", "fr", "fr_CA", "ja", "uk", "de_CH", "hi", "ar", "nl"])
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "USD", "UAH", "CHF", "KWD", "INR"])
+def test_fast_money_formatting_matches_babel(locale: str, currency: str) -> None:
+    for amount in ["0", "0.5", "-3.25", "1234.5", "1234.565", "999999.995", "100000000.01"]:
+        assert _format_money(Decimal(amount), currency, locale) == format_currency(
+            Decimal(amount), currency, locale=locale
+        )
