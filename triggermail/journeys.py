@@ -6,12 +6,15 @@ into the workflow input, so a deploy never changes a journey under a customer.
 
 from __future__ import annotations
 
+import re
 import tomllib
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -94,6 +97,17 @@ def _absolute_url(value: str) -> str:
 
 
 AbsoluteUrl = Annotated[str, AfterValidator(_absolute_url)]
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA timezone; write e.g. 'Europe/Paris'") from None
+    return value
+
+
+Timezone = Annotated[str, AfterValidator(_timezone)]
 Colour = Annotated[str, Field(pattern=r"^#(?:[0-9a-fA-F]{3}){1,2}$")]
 UtmValue = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._~-]+$")]
 
@@ -130,24 +144,112 @@ class Shop(_Strict):
     postal_address: str = Field(min_length=1, pattern=r"^[^\r\n]+$")
     """One line; the law in most countries wants it in every marketing e-mail."""
     preferences_url: AbsoluteUrl
-    """The shop's page where a customer unsubscribes or chooses which e-mails to get."""
+    """The shop's page where a customer chooses which e-mails to get."""
+    timezone: Timezone = "UTC"
+    """Where quiet hours are counted for a customer whose own timezone is unknown."""
     branding: Branding = Branding()
     utm: Utm = Utm()
 
 
+JOURNEY_NAMES = frozenset(
+    {
+        "abandoned_cart",
+        "browse_abandonment",
+        "post_purchase",
+        "review_request",
+        "replenishment",
+        "reactivation",
+        "win_back",
+        "welcome",
+        "birthday",
+    }
+)
+"""Every journey PRODUCT.md names, configured or not yet built: guardrails may name them."""
+_QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """A daily window, in the customer's local time, in which no marketing e-mail goes out."""
+
+    start: time
+    end: time
+    """May be earlier than ``start``: the window then spans midnight (``21:00-09:00``)."""
+
+
+def _quiet_hours(value: Any) -> QuietHours | None:
+    if isinstance(value, QuietHours) or value is None:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("write quiet hours as a string, e.g. '21:00-09:00', or '' for none")
+    if value.strip() == "":
+        return None
+    match = _QUIET_HOURS.match(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a daily window; write e.g. '21:00-09:00', or ''")
+    sh, sm, eh, em = (int(part) for part in match.groups())
+    if (sh, sm) == (eh, em):
+        raise ValueError(f"{value!r} starts and ends at the same time; write '' for none")
+    return QuietHours(time(sh, sm), time(eh, em))
+
+
+def _known_journey(name: str) -> str:
+    if name not in JOURNEY_NAMES:
+        raise ValueError(f"{name!r} is not a journey; known: {', '.join(sorted(JOURNEY_NAMES))}")
+    return name
+
+
+JourneyName = Annotated[str, AfterValidator(_known_journey)]
+
+
+class Guardrails(_Strict):
+    """What protects a customer's inbox across every journey, applied at send time.
+
+    Each guard is off at ``0`` (or ``""`` for quiet hours).
+    """
+
+    min_hours_between: float = Field(default=16, ge=0)
+    """No marketing e-mail within this many hours of the customer's previous one."""
+    max_per_week: int = Field(default=4, ge=0)
+    """At most this many marketing e-mails to a customer in any 7 days."""
+    quiet_hours: Annotated[QuietHours | None, BeforeValidator(_quiet_hours)] = QuietHours(
+        time(21), time(9)
+    )
+    """``"HH:MM-HH:MM"`` in the customer's timezone (the shop's when unknown)."""
+    max_deferral: Duration = timedelta(days=3)
+    """An e-mail the cap or quiet hours hold back longer than this after it was due is
+    skipped (recorded as ``skipped``, reason ``capped``) instead of arriving stale."""
+    priority: dict[JourneyName, int] = Field(default_factory=dict)
+    """Higher goes first when journeys compete for the cap; unlisted journeys have 0."""
+    exempt: list[JourneyName] = Field(default_factory=list)
+    """Transactional journeys: no cap, no quiet hours, not counted, no List-Unsubscribe."""
+
+    def priority_of(self, journey: str) -> int:
+        return self.priority.get(journey, 0)
+
+    def is_exempt(self, journey: str) -> bool:
+        return journey in self.exempt
+
+
 class JourneysConfig(_Strict):
     shop: Shop
+    guardrails: Guardrails = Guardrails()
     abandoned_cart: Journey
 
     def spec(self, journey: str) -> JourneySpec:
         config: Journey = getattr(self, journey)
         return JourneySpec(name=journey, steps=[step.spec() for step in config.steps])
 
+    @classmethod
+    def journey_names(cls) -> list[str]:
+        """The journeys this config has a table for, in the order they are declared."""
+        return [name for name in cls.model_fields if name in JOURNEY_NAMES]
+
     def enabled(self) -> dict[str, Journey]:
         return {
             name: getattr(self, name)
-            for name in type(self).model_fields
-            if name != "shop" and getattr(self, name).enabled
+            for name in self.journey_names()
+            if getattr(self, name).enabled
         }
 
 

@@ -40,7 +40,7 @@ class Preview:
 
 
 def find_step(journeys: JourneysConfig, journey: str, step: str) -> Step:
-    names = [name for name in type(journeys).model_fields if name != "shop"]
+    names = journeys.journey_names()
     if journey not in names:
         raise PreviewError(f"no journey {journey!r}; the journeys are {', '.join(names)}")
     config: Journey = getattr(journeys, journey)
@@ -125,7 +125,7 @@ def write(rendered: Rendered, out: Path, journey: str, step: str) -> Preview:
 def gallery(renderer: Renderer, journeys: JourneysConfig, out: Path) -> tuple[Path, list[Preview]]:
     """Every step of every journey, enabled or not, in every locale, and an index page."""
     previews = []
-    for journey in (name for name in type(journeys).model_fields if name != "shop"):
+    for journey in journeys.journey_names():
         for spec in getattr(journeys, journey).steps:
             for locale in renderer.locales():
                 rendered = render_sample(renderer, journeys, journey, spec.name, locale=locale)

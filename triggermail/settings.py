@@ -35,7 +35,13 @@ class Settings(BaseSettings):
     """Segment write key that the HTTP intake accepts (Basic auth user name)."""
     admin_key: SecretStr | None = None
     secret: SecretStr | None = None
-    """HMAC secret for signed links."""
+    """HMAC secret for signed links (unsubscribe). Required with ``sendgrid``: without it
+    the worker and the API refuse to start, since every link would be forgeable."""
+    public_url: str = "http://localhost:8000"
+    """The API's public base URL, as customers' mail clients reach it (unsubscribe links)."""
+    sendgrid_webhook_public_key: str | None = None
+    """SendGrid's Event Webhook verification key (base64 DER, as SendGrid shows it);
+    ``POST /webhooks/sendgrid`` refuses every request without it."""
     task_queue: str = "triggermail"
     metrics_address: str = "0.0.0.0:9464"
     """Where the worker serves Prometheus metrics (Temporal SDK's and the journeys'); empty: off."""

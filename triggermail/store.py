@@ -249,6 +249,49 @@ class EmailSend(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None]
+    due_at: Mapped[datetime | None]
+    """When the journey first asked to send it: the deferral limit counts from here."""
+    not_before: Mapped[datetime | None]
+    """While ``pending``: held back by the frequency cap or quiet hours until then."""
+    attempted_at: Mapped[datetime | None]
+    """When it was handed to the provider: the frequency cap counts from here."""
+
+
+class Suppression(Base):
+    """Whom marketing e-mail must never reach again: checked before every send.
+
+    Unsubscribes suppress the customer; bounces, drops and complaints suppress the
+    address (a customer who changes a dead address can be mailed at the new one).
+    """
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    """``unsubscribed``, ``bounced``, ``dropped``, ``spamreport`` or ``sunset``."""
+    source: Mapped[str] = mapped_column(String(32))
+    """``link`` (our unsubscribe page or one-click POST) or ``sendgrid`` (its webhook)."""
+    send_id: Mapped[str | None] = mapped_column(String(32))
+    """The e-mail that led to it, when known."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EmailEvent(Base):
+    """What SendGrid's Event Webhook reported about a sent e-mail, once per ``sg_event_id``."""
+
+    __tablename__ = "email_events"
+    __table_args__ = (Index("ix_email_events_send", "send_id", "event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    send_id: Mapped[str | None] = mapped_column(String(32))
+    """Our ledger id from ``custom_args``; None for mail we did not send."""
+    event: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
