@@ -110,11 +110,13 @@ class Shop:
         with self.sessions() as session:
             for customer_id in session.scalars(select(Customer.id)):
                 self.touched.update(customer_journey_ids(customer_id).values())
+        # The worker stops first: a journey terminated while the worker holds its workflow
+        # task leaves the time-skipping server's clock locked for every later test.
+        assert self.worker is not None
+        await self.worker.__aexit__(*exc)
         for workflow_id in self.touched:
             with contextlib.suppress(RPCError):  # already closed
                 await self.handle(workflow_id).terminate("test over")
-        assert self.worker is not None
-        await self.worker.__aexit__(*exc)
         self.executor.shutdown(wait=True)
         self.engine.dispose()
 

@@ -26,7 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials
 from fastapi.security import HTTPBearer as _HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -208,8 +208,8 @@ def create_app(
 
     The Temporal client is connected once there (``TEMPORAL_*``), unless ``client`` is given.
     """
-    write_key = settings.write_key.get_secret_value().encode() if settings.write_key else None
-    admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else None
+    write_key = _key(settings.write_key)
+    admin_key = _key(settings.admin_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -543,6 +543,11 @@ def _message(reply: IngestReply, total: int) -> str:
     return f"{head}; refused {problems}"
 
 
+def _key(secret: SecretStr | None) -> bytes | None:
+    value = secret.get_secret_value() if secret else ""
+    return value.encode() if value else None  # an empty variable sets no key
+
+
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": 'Basic realm="triggermail"'})
 
@@ -569,6 +574,6 @@ async def serve(
     except SystemExit as err:
         # uvicorn exits the process when it cannot bind; a caller running other things
         # in the same loop (``triggermail dev``) gets an exception instead.
-        raise ApiStartError(f"API not started on {host}:{port}; see the log above") from err
+        raise ApiStartError(f"{host}:{port}: see the log above") from err
     if not server.started:
-        raise ApiStartError(f"API not started on {host}:{port}; see the log above")
+        raise ApiStartError(f"{host}:{port}: see the log above")

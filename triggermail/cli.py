@@ -322,5 +322,87 @@ def preview(
         webbrowser.open(target.resolve().as_uri())
 
 
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for all).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve Segment's HTTP Tracking API (/v1/batch, /v1/track, …) and the customer card.
+
+    SDKs send TRIGGERMAIL_WRITE_KEY as the Basic auth user name.
+
+    TRIGGERMAIL_ADMIN_KEY opens GET /v1/customers/ID. Temporal: TEMPORAL_ADDRESS.
+    """
+    from triggermail.api import ApiStartError, serve
+
+    settings = Settings()
+    if settings.write_key is None or not settings.write_key.get_secret_value():
+        console.print("[red]API not started:[/red] set TRIGGERMAIL_WRITE_KEY, the key SDKs send")
+        raise typer.Exit(2)
+    _logging(False)
+    try:
+        asyncio.run(serve(settings, host=host, port=port))
+    except ApiStartError as err:
+        console.print(f"[red]API not started:[/red] {err}")
+        raise typer.Exit(2) from err
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def customer(
+    customer_id: Annotated[str, typer.Argument(help="The shop's customer id (userId).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The card as JSON, as GET /v1/customers/ID has it.")
+    ] = False,
+    events: Annotated[int, typer.Option(min=1, max=1000, help="Newest events to show.")] = 20,
+) -> None:
+    """The customer card: profile, consent, events, e-mails sent, journeys running now."""
+    from sqlalchemy.exc import DBAPIError
+
+    from triggermail.customer_card import CustomerCard, card_renderable, load_card
+    from triggermail.store import make_engine, make_session_factory
+    from triggermail.temporal import connect, connect_config
+
+    settings = Settings()
+
+    async def fetch() -> CustomerCard | None:
+        unreachable = None
+        try:
+            client = await connect()
+        except RuntimeError:  # what temporalio raises when it cannot connect
+            client, unreachable = None, f"Temporal unreachable at {connect_config()['target_host']}"
+        engine = make_engine(settings.database_url)
+        try:
+            card = await load_card(
+                customer_id,
+                session_factory=make_session_factory(engine),
+                client=client,
+                events=events,
+            )
+        finally:
+            engine.dispose()
+        if card is not None and unreachable:
+            card.journeys_error = unreachable
+        return card
+
+    try:
+        card = asyncio.run(fetch())
+    except DBAPIError as err:
+        console.print(f"[red]store unavailable:[/red] {err.orig or err}")
+        raise typer.Exit(2) from err
+    if card is None:
+        console.print(
+            f"[red]no customer {customer_id!r}[/red] in {_safe_url(settings.database_url)}"
+        )
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(card.model_dump_json(indent=2))
+    else:
+        console.print(card_renderable(card))
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -254,18 +254,21 @@ def card_renderable(card: CustomerCard) -> Group:
     about.add_row("locale / timezone", f"{profile.locale or '—'} / {profile.timezone or '—'}")
     if profile.anonymous_ids:
         about.add_row("linked devices", ", ".join(profile.anonymous_ids))
-    extra = {k: v for k, v in profile.traits.items() if k not in {"locale", "timezone"}}
+    shown = {"locale", "timezone", "marketing_consent"}
+    extra = {k: v for k, v in profile.traits.items() if k not in shown}
     if extra:
         about.add_row("traits", ", ".join(f"{k}={v}" for k, v in extra.items()))
 
     journeys = Table(title="Journeys running now", title_justify="left")
-    for column in ("journey", "workflow ID", "state", "next step", "next send", "sent"):
+    journeys.add_column("workflow ID", no_wrap=True)
+    for column in ("state", "next step"):
         journeys.add_column(column)
+    journeys.add_column("next send", no_wrap=True)
+    journeys.add_column("sent")
     if card.journeys is None:
         journeys.caption = card.journeys_error
     for journey in card.journeys or []:
         journeys.add_row(
-            journey.journey,
             journey.workflow_id,
             journey.state or "running",
             journey.next_step or "—",
@@ -274,7 +277,8 @@ def card_renderable(card: CustomerCard) -> Group:
         )
 
     emails = Table(title="E-mails", title_justify="left")
-    for column in ("created", "journey", "step", "variant", "status", "subject"):
+    emails.add_column("created", no_wrap=True)
+    for column in ("journey", "step", "variant", "status", "subject"):
         emails.add_column(column)
     for email in card.emails:
         status = email.status + (f" ({email.reason})" if email.reason else "")
@@ -288,7 +292,9 @@ def card_renderable(card: CustomerCard) -> Group:
         )
 
     events = Table(title="Events (newest first)", title_justify="left")
-    for column in ("happened", "received", "type", "event", "details"):
+    events.add_column("happened", no_wrap=True)
+    events.add_column("received", no_wrap=True)
+    for column in ("type", "event", "details"):
         events.add_column(column)
     for event in card.events:
         events.add_row(
