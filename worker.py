@@ -21,6 +21,7 @@ from activities.email import EmailActivities
 from activities.rendering import Renderer
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from triggermail.journeys import JourneysConfig, load_journeys
+from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect, missing_search_attributes
@@ -62,7 +63,12 @@ def build_worker(
 
     Raises:
         TemplateError: naming the template, locale and problem.
+        ConfigError: SendGrid without ``TRIGGERMAIL_SECRET`` (unsubscribe links unsigned).
     """
+    try:
+        secret = signing_secret(settings)
+    except SecretMissing as err:
+        raise ConfigError(str(err)) from None
     renderer = renderer or Renderer(shop_locale=journeys.shop.locale)
     checked = renderer.check(journeys)
     log.info("templates checked: %d e-mails render in every locale", checked)
@@ -72,6 +78,7 @@ def build_worker(
         transport=transport,
         journeys=journeys,
         clock=clock,
+        links=UnsubscribeLinks(secret=secret, public_url=settings.public_url),
     )
     return Worker(
         client,

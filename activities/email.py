@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.guardrails import Hold, hold, lock_customer, suppression
 from activities.rendering import Renderer, TemplateError
 from activities.transports import (
     AmbiguousSendError,
@@ -31,6 +32,7 @@ from activities.transports import (
     RetryableSendError,
 )
 from triggermail.journeys import JourneysConfig
+from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Cart, Coupon, Customer, EmailSend, Order, utcnow
 from workflows.types import SendEmailInput, SendResult
 
@@ -48,11 +50,20 @@ class EmailActivities:
     journeys: JourneysConfig
     clock: Callable[[], datetime] = field(default=utcnow)
     """Now, for the ledger and coupon expiry; tests hand in the time-skipping server's clock."""
+    links: UnsubscribeLinks = field(
+        default_factory=lambda: UnsubscribeLinks(
+            secret=DEV_SECRET, public_url="http://localhost:8000"
+        )
+    )
+    """Signs each marketing e-mail's unsubscribe link; ``worker.py`` hands in the real one."""
 
     @activity.defn
     def send_email(self, request: SendEmailInput) -> SendResult:
         """Send one step's e-mail at most once, unless a guard says it must not go."""
         with self.session_factory() as session:
+            # Before anything is read: two journeys of this customer deciding about the
+            # frequency cap at once must take turns, or both would pass it.
+            lock_customer(session, request.customer_id)
             row = session.scalar(
                 select(EmailSend).where(EmailSend.idempotency_key == request.idempotency_key)
             )
@@ -72,6 +83,7 @@ class EmailActivities:
                 else None
             )
             reason = _guard(session, request, customer, cart)
+            now = self.clock()
             if row is None:
                 row = EmailSend(
                     idempotency_key=request.idempotency_key,
@@ -82,6 +94,7 @@ class EmailActivities:
                     workflow_id=request.workflow_id,
                     template=request.step.template,
                     status="pending",
+                    due_at=now,
                 )
                 session.add(row)
                 try:
@@ -97,7 +110,27 @@ class EmailActivities:
                 return _settle(session, row, request, "skipped", reason)
 
             assert customer is not None and customer.email is not None
-            now = self.clock()
+            guardrails = self.journeys.guardrails
+            # An attempt that reached the provider call was cleared then; its own
+            # ``attempting`` mark must not hold it back now.
+            held = (
+                hold(
+                    session,
+                    guardrails=guardrails,
+                    customer=customer,
+                    row=row,
+                    now=now,
+                    shop_timezone=self.journeys.shop.timezone,
+                )
+                if row.status == "pending"
+                else None
+            )
+            if held is not None and request.may_defer:
+                if held.until - (row.due_at or now) > guardrails.max_deferral:
+                    return _settle(session, row, request, "skipped", "capped")
+                return _defer(session, row, request, held)
+            row.not_before = None
+            marketing = not guardrails.is_exempt(request.journey)
             coupon = (
                 self._coupon(session, request, customer, now)
                 if request.step.coupon_percent
@@ -114,6 +147,7 @@ class EmailActivities:
                         now,
                         journey=request.journey,
                         step=request.step.name,
+                        unsubscribe_url=self.links.url(row.id),
                     ),
                     locale=customer.locale,
                 )
@@ -124,6 +158,7 @@ class EmailActivities:
             row.to_email, row.subject = customer.email, rendered.subject
             row.coupon_code = coupon.code if coupon else None
             row.status, row.attempts = "attempting", row.attempts + 1
+            row.attempted_at = now
             session.commit()
             email = OutgoingEmail(
                 send_id=row.id,
@@ -135,6 +170,14 @@ class EmailActivities:
                 html=rendered.html,
                 text=rendered.text,
                 date=now,
+                # RFC 8058: one-click unsubscribe for mail clients (Gmail's and Yahoo's
+                # bulk-sender rules); transactional journeys carry none.
+                headers={
+                    "List-Unsubscribe": f"<{self.links.url(row.id)}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                }
+                if marketing
+                else {},
             )
 
             try:
@@ -185,6 +228,10 @@ def _guard(
         return "no_email"
     if not customer.marketing_consent:
         return "no_consent"
+    # The customer may have left (unsubscribe, bounce, complaint) while the journey slept.
+    suppressed = suppression(session, customer)
+    if suppressed is not None:
+        return suppressed
     # The signal that ends a journey on purchase can be lost; the store cannot.
     ordered = session.scalar(
         select(Order.id)
@@ -214,14 +261,18 @@ def render_context(
     *,
     journey: str,
     step: str,
+    unsubscribe_url: str | None = None,
 ) -> dict[str, Any]:
-    """What a step's templates read, from the store's rows; ``triggermail preview`` uses it too."""
+    """What a step's templates read, from the store's rows; ``triggermail preview`` uses it too.
+
+    ``unsubscribe_url`` is the e-mail's signed link; previews, which have none, show the
+    shop's preferences page.
+    """
     shop = journeys.shop
     context: dict[str, Any] = {
         "shop": shop.model_dump(),
         "campaign": {"journey": journey, "step": step},
-        # The shop's own preferences page until signed one-click unsubscribe links exist.
-        "links": {"unsubscribe": shop.preferences_url},
+        "links": {"unsubscribe": unsubscribe_url or shop.preferences_url},
         "customer": {
             "id": customer.id,
             "first_name": customer.first_name,
@@ -284,6 +335,16 @@ def _settle(
         1, {"journey": request.journey, "step": request.step.name}
     )
     return _result(row)
+
+
+def _defer(session: Session, row: EmailSend, request: SendEmailInput, held: Hold) -> SendResult:
+    """Keep the e-mail ``pending`` until ``held.until``; the journey waits and asks again."""
+    row.not_before, row.reason = held.until, held.reason
+    session.commit()
+    activity.metric_meter().create_counter(
+        "triggermail_emails_deferred", "E-mails held back by the frequency cap or quiet hours"
+    ).add(1, {"journey": request.journey, "step": request.step.name, "reason": held.reason})
+    return SendResult(status="deferred", send_id=row.id, reason=held.reason, not_before=held.until)
 
 
 def _result(row: EmailSend) -> SendResult:

@@ -26,11 +26,14 @@ from temporalio.worker import Worker
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter import Intake, IntakeResult
 from starter.ids import customer_journey_ids
-from triggermail.journeys import JourneysConfig, load_journeys
+from triggermail.journeys import Guardrails, JourneysConfig, load_journeys
 from triggermail.settings import Settings
 from triggermail.store import Customer, EmailSend, make_engine, make_session_factory
 from worker import build_worker
 from workflows.types import JourneyResult
+
+
+GUARDRAILS_OFF = Guardrails(min_hours_between=0, max_per_week=0, quiet_hours=None)
 
 
 @dataclass
@@ -53,11 +56,17 @@ class Shop:
         *,
         journeys: JourneysConfig | None = None,
         sendgrid_url: str | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
         self.env = env
         self.engine = make_engine(database_url)
         self.sessions = make_session_factory(self.engine)
-        self.journeys = journeys or load_journeys()
+        # The time-skipping server starts at the wall clock's time of day: quiet hours and
+        # the cap would make every journey's timings depend on when the suite runs. They
+        # are off unless a test hands them in.
+        self.journeys = (journeys or load_journeys()).model_copy(
+            update={"guardrails": guardrails or GUARDRAILS_OFF}
+        )
         self.task_queue = f"tq-{uuid.uuid4()}"
         self.outbox = tmp_path / "outbox"
         self.settings = Settings(

@@ -10,6 +10,7 @@ Everything operators see — search attributes, the workflow's current details, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -44,10 +45,23 @@ SEND_RETRY = RetryPolicy(
     non_retryable_error_types=["TemplateError", "InvalidSendInput"],
 )
 STOP_REASONS = frozenset(
-    {"converted", "cart_emptied", "no_consent", "no_email", "unknown_customer"}
+    {
+        "converted",
+        "cart_emptied",
+        "no_consent",
+        "no_email",
+        "unknown_customer",
+        "unsubscribed",
+        "bounced",
+        "dropped",
+        "spamreport",
+        "sunset",
+    }
 )
 """Guard outcomes after which no later step of the journey can be right either."""
 CONVERSIONS = frozenset({"purchase", "converted"})
+HELD_FOR = {"frequency_cap": "the frequency cap", "quiet_hours": "quiet hours to end"}
+"""What a deferred send waits for, as operators read it in timer summaries and details."""
 
 
 class Journey:
@@ -162,7 +176,24 @@ class Journey:
         return False
 
     async def send(self, request: SendEmailInput) -> SendResult | None:
-        """Run the guarded send activity; None when it failed for good (the journey goes on)."""
+        """Run the guarded send activity; None when it failed for good or the journey exited.
+
+        The activity may answer ``deferred`` (frequency cap, quiet hours): the journey then
+        waits on a durable timer, still raced against its exit, and asks again.
+        """
+        # Journeys that sent before guardrails existed must replay without the deferral
+        # timers, and their recorded sends were never deferred.
+        if workflow.patched("send-deferral"):
+            request = replace(request, may_defer=True)
+        while True:
+            result = await self._send_once(request)
+            if result is None or result.status != "deferred" or result.not_before is None:
+                return result
+            why = HELD_FOR.get(result.reason or "", result.reason or "a guardrail")
+            if not await self.wait_for(request.step, result.not_before, why=why):
+                return None
+
+    async def _send_once(self, request: SendEmailInput) -> SendResult | None:
         self.state, self.waiting_for = "sending", None
         self._publish()
         try:
@@ -180,6 +211,8 @@ class Journey:
             return None
         finally:
             self.state, self.next_step, self.next_send_at = "waiting", None, None
+        if result.status == "deferred":
+            return result
         self.emails.append(
             SentEmail(request.step.name, result.status, result.send_id, workflow.now())
         )

@@ -125,6 +125,9 @@ class SendEmailInput:
     """Orders placed at or after this moment mean the customer has converted."""
     cart_id: str | None = None
     variant: str = "control"
+    may_defer: bool = False
+    """The journey can wait for the frequency cap or quiet hours (answer ``deferred``).
+    Journeys that predate guardrails cannot, and their e-mails go as before."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,13 @@ class SendResult:
     """Outcome of a send: ids and a status, never the e-mail itself."""
 
     status: str
-    """``sent``, ``skipped`` (a guard stopped it), ``failed`` (permanent error) or
-    ``unknown`` (the provider may have taken it; never sent twice)."""
+    """``sent``, ``skipped`` (a guard stopped it), ``failed`` (permanent error),
+    ``unknown`` (the provider may have taken it; never sent twice), or ``deferred``
+    (ask again at ``not_before``)."""
     send_id: str
     reason: str | None = None
-    """For ``skipped``/``failed``: ``converted``, ``cart_emptied``, ``no_consent``, the error."""
+    """For ``skipped``/``failed``: ``converted``, ``cart_emptied``, ``no_consent``,
+    ``unsubscribed``, ``bounced``, ``capped``, the error; for ``deferred``:
+    ``frequency_cap`` or ``quiet_hours``."""
+    not_before: datetime | None = None
+    """For ``deferred``: the first moment the e-mail may go."""
