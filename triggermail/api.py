@@ -39,6 +39,8 @@ from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect
+from triggermail.unsubscribe import unsubscribe_router
+from triggermail.webhooks import sendgrid_webhook_router
 
 log = logging.getLogger("triggermail.api")
 
@@ -350,6 +352,11 @@ def create_app(
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         problem = Problem(code=_CODES.get(exc.status_code, "error"), message=str(exc.detail))
         return JSONResponse(problem.model_dump(), status_code=exc.status_code, headers=exc.headers)
+
+    app.include_router(unsubscribe_router(settings, clock=clock or utcnow))
+    if settings.sendgrid_webhook_public_key:
+        key = settings.sendgrid_webhook_public_key
+        app.include_router(sendgrid_webhook_router(key, clock=clock or utcnow))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

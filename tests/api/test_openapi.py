@@ -95,6 +95,9 @@ async def test_openapi_documents_every_route_with_its_auth(shop: Shop) -> None:
     assert routes == {
         **{route: [{"HTTPBasic": []}] for route in ingest},
         ("GET", "/v1/customers/{customer_id}"): [{"AdminBasic": []}, {"AdminBearer": []}],
+        # The signed token in the path is the authorisation.
+        ("GET", "/unsubscribe/{token}"): None,
+        ("POST", "/unsubscribe/{token}"): None,
     }
     batch = schema["paths"]["/v1/batch"]["post"]
     assert set(batch["responses"]) == {"200", "400", "401", "413", "503"}

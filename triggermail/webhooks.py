@@ -1,0 +1,174 @@
+"""SendGrid's signed Event Webhook: what happened to each e-mail after it left.
+
+SendGrid signs ``timestamp + raw body`` with ECDSA (P-256, SHA-256); the key it shows
+under Mail Settings goes in ``TRIGGERMAIL_SENDGRID_WEBHOOK_PUBLIC_KEY``. A request
+with a bad signature or a timestamp far from now (a replay) is refused and changes
+nothing. Each event is stored once by its ``sg_event_id`` (SendGrid retries batches),
+mapped to our ledger through the ``send_id`` we put in ``custom_args``:
+
+* ``bounce`` (hard), ``dropped`` → the address is suppressed;
+* ``spamreport``, ``unsubscribe``, ``group_unsubscribe`` → the customer and address are;
+* ``delivered``, ``open``, ``click`` and the rest → recorded for reporting; a send the
+  ledger left ``unknown`` that SendGrid reports is settled ``sent``.
+
+Unknown event types are stored like the rest and never spoil the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sendgrid.helpers.eventwebhook import EventWebhook
+from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from triggermail.store import EmailEvent, EmailSend, Suppression
+
+log = logging.getLogger("triggermail.webhooks")
+
+MAX_SKEW = timedelta(minutes=10)
+"""A signed request older (or newer) than this is a replay, or a clock to fix."""
+SUPPRESS = {
+    "bounce": "bounced",
+    "dropped": "dropped",
+    "spamreport": "spamreport",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+}
+CUSTOMER_WIDE = frozenset({"spamreport", "unsubscribed"})
+"""The person asked to stop; a bounce or drop is about the address only."""
+REACHED_SENDGRID = frozenset({"processed", "deferred", "delivered", "open", "click", "bounce"})
+
+
+def sendgrid_webhook_router(public_key: str, *, clock: Callable[[], datetime]) -> APIRouter:
+    """``POST /webhooks/sendgrid``; it reads the store from ``app.state.sessions``.
+
+    The API mounts it only with ``TRIGGERMAIL_SENDGRID_WEBHOOK_PUBLIC_KEY`` set: without a
+    key nothing could be verified, so nothing is accepted (404).
+    """
+    verifier = EventWebhook(public_key)
+    router = APIRouter(tags=["webhooks"])
+
+    @router.post(
+        "/webhooks/sendgrid",
+        summary="SendGrid's signed Event Webhook",
+        responses={
+            200: {"description": "Stored (duplicates and unknown events included)."},
+            400: {"description": "The body is not a JSON array of events."},
+            403: {"description": "Bad or missing signature, or a stale timestamp."},
+        },
+    )
+    async def sendgrid_events(request: Request) -> JSONResponse:
+        body = await request.body()
+        signature = request.headers.get(EventWebhookHeader.SIGNATURE, "")
+        timestamp = request.headers.get(EventWebhookHeader.TIMESTAMP, "")
+        try:
+            signed_at = datetime.fromtimestamp(int(timestamp), UTC)
+            valid = verifier.verify_signature(body.decode("utf-8"), signature, timestamp)
+        except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+            valid = False
+        if not valid:
+            return _reply(403, "bad_signature", "the signature does not match the body")
+        if abs(clock() - signed_at) > MAX_SKEW:
+            return _reply(403, "stale", "the signed timestamp is too far from now")
+        try:
+            events = json.loads(body)
+        except ValueError:
+            events = None
+        if not isinstance(events, list):
+            return _reply(400, "invalid_body", "the body must be a JSON array of events")
+        counts = await asyncio.to_thread(record, request.app.state.sessions, events, clock())
+        return JSONResponse(counts)
+
+    return router
+
+
+def record(
+    sessions: sessionmaker[Session], events: list[Any], received_at: datetime
+) -> dict[str, int]:
+    """Store each event once and apply what it means; returns what happened to the batch."""
+    counts = {"recorded": 0, "duplicates": 0, "ignored": 0}
+    with sessions() as session:
+        insert = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        for event in events:
+            parsed = _parse(event)
+            if parsed is None:
+                counts["ignored"] += 1
+                continue
+            event_id, kind, occurred_at, send_id = parsed
+            inserted: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                insert(EmailEvent)
+                .values(
+                    provider_event_id=event_id,
+                    send_id=send_id,
+                    event=kind,
+                    occurred_at=occurred_at,
+                    received_at=received_at,
+                    payload=event,
+                )
+                .on_conflict_do_nothing(index_elements=["provider_event_id"])
+            )
+            if not inserted.rowcount:
+                counts["duplicates"] += 1
+                continue
+            counts["recorded"] += 1
+            _apply(session, event, kind, send_id, occurred_at)
+        session.commit()
+    return counts
+
+
+def _parse(event: Any) -> tuple[str, str, datetime, str | None] | None:
+    if not isinstance(event, dict):
+        return None
+    event_id, kind, timestamp = event.get("sg_event_id"), event.get("event"), event.get("timestamp")
+    if not isinstance(event_id, str) or not event_id or not isinstance(kind, str):
+        return None
+    try:
+        occurred_at = datetime.fromtimestamp(int(timestamp), UTC)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    send_id = event.get("send_id")
+    return event_id, kind[:32], occurred_at, send_id if isinstance(send_id, str) else None
+
+
+def _apply(
+    session: Session, event: dict[str, Any], kind: str, send_id: str | None, at: datetime
+) -> None:
+    row = session.get(EmailSend, send_id) if send_id else None
+    if row is not None and row.status == "unknown" and kind in REACHED_SENDGRID:
+        # The provider call's answer was lost; SendGrid says it took the e-mail after all.
+        row.status, row.sent_at = "sent", row.sent_at or at
+    reason = SUPPRESS.get(kind)
+    if reason is None or (kind == "bounce" and event.get("type", "bounce") != "bounce"):
+        return  # a "blocked" bounce is temporary: the address may work tomorrow
+    email = event.get("email")
+    address = email.lower() if isinstance(email, str) and email else None
+    customer_id = row.customer_id if row is not None and reason in CUSTOMER_WIDE else None
+    if address is None and customer_id is None:
+        return
+    session.add(
+        Suppression(
+            customer_id=customer_id,
+            email=address,
+            reason=reason,
+            source="sendgrid",
+            send_id=row.id if row is not None else None,
+            created_at=at,
+        )
+    )
+
+
+def _reply(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
