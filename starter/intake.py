@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -25,7 +25,14 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.events import EventError, ProductProps, SegmentEvent, parse_event
+from starter.events import (
+    ORDER_EVENTS,
+    PRODUCT_EVENTS,
+    EventError,
+    ProductProps,
+    SegmentEvent,
+    parse_event,
+)
 from starter.ids import abandoned_cart_id
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (
@@ -236,6 +243,7 @@ class Intake:
                 select(Event).where(Event.message_id.in_(ids[chunk : chunk + 500]))
             )
             known.update((row.message_id, row) for row in rows)
+        _prefetch(session, [event for event in events if event.message_id not in known])
         seen: set[str] = set()
         return [self._store_one(session, event, received, known, seen) for event in events]
 
@@ -292,13 +300,14 @@ class Intake:
                 _link(session, anonymous_id, event.user_id, at, event.message_id or "")
             return event.user_id
         if event.anonymous_id:
-            identity = session.get(Identity, event.anonymous_id)
+            identity = _lookup(session, Identity, event.anonymous_id)
             return identity.customer_id if identity is not None else None
         return None
 
     def _mark_routed(self, message_ids: list[str]) -> None:
         with self.session_factory() as session:
             for chunk in range(0, len(message_ids), 500):
+                # No objects of this session to keep in step: skip the ORM's evaluation.
                 session.execute(
                     update(Event)
                     .where(
@@ -306,6 +315,7 @@ class Intake:
                         Event.routed_at.is_(None),
                     )
                     .values(routed_at=self.clock())
+                    .execution_options(synchronize_session=False)
                 )
             session.commit()
 
@@ -338,7 +348,7 @@ class Intake:
         elif name == "Order Completed":
             self._order_completed(session, owner, event, at)
         elif name in ("Order Refunded", "Order Cancelled"):
-            order = session.get(Order, event.order().order_id)
+            order = _lookup(session, Order, event.order().order_id)
             if order is not None:
                 order.status = "refunded" if name == "Order Refunded" else "cancelled"
         elif name in ("Product Viewed", "Product Reviewed"):
@@ -348,7 +358,7 @@ class Intake:
         """The cart an event speaks of: by id, else the owner's open cart, else a new one."""
         cart = None
         if cart_id:
-            cart = session.get(Cart, cart_id, options=[selectinload(Cart.lines)])
+            cart = _lookup(session, Cart, cart_id, options=[selectinload(Cart.lines)])
         else:
             cart = session.scalar(
                 select(Cart)
@@ -366,6 +376,7 @@ class Intake:
                 lines=[],
             )
             session.add(cart)
+            _remember(session, Cart, cart.id, cart)
         elif cart.status != "open" and at > cart.last_activity_at:
             # A shop that reuses cart ids: a change after the order starts a fresh cart.
             cart.status, cart.lines = "open", []
@@ -426,9 +437,11 @@ class Intake:
         if cart.status != "open":
             return
         if props.products:
-            # The checkout is the cart as the customer last saw it: it replaces the lines.
-            cart.lines = []
-            session.flush()
+            # The checkout is the cart as the customer last saw it: it replaces the lines
+            # (the old ones go first: one line per product).
+            if cart.lines:
+                cart.lines = []
+                session.flush()
             for position, item in enumerate(props.products):
                 product = _upsert_product(
                     session, item, props.currency or self.journeys.shop.currency
@@ -455,10 +468,11 @@ class Intake:
     ) -> None:
         props = event.order()
         assert props.order_id is not None  # parse_event requires it
-        order = session.get(Order, props.order_id)
+        order = _lookup(session, Order, props.order_id)
         if order is None:
             order = Order(id=props.order_id, placed_at=at, lines=[])
             session.add(order)
+            _remember(session, Order, order.id, order)
         order.customer_id = order.customer_id or owner.customer_id
         order.anonymous_id = order.anonymous_id or owner.anonymous_id
         order.status = "completed"
@@ -543,7 +557,7 @@ class Intake:
         self, session: Session, customer_id: str, cart_id: str | None
     ) -> Cart | None:
         if cart_id:
-            return session.get(Cart, cart_id, options=[selectinload(Cart.lines)])
+            return _lookup(session, Cart, cart_id, options=[selectinload(Cart.lines)])
         return session.scalar(
             select(Cart)
             .where(Cart.customer_id == customer_id)
@@ -649,17 +663,13 @@ def _anonymous_ids(event: SegmentEvent) -> list[str]:
 def _link(
     session: Session, anonymous_id: str, customer_id: str, at: datetime, message_id: str
 ) -> None:
-    identity = session.get(Identity, anonymous_id)
+    identity = _lookup(session, Identity, anonymous_id)
     if identity is None:
-        session.add(
-            Identity(
-                anonymous_id=anonymous_id,
-                customer_id=customer_id,
-                linked_at=at,
-                message_id=message_id,
-            )
+        identity = Identity(
+            anonymous_id=anonymous_id, customer_id=customer_id, linked_at=at, message_id=message_id
         )
-        session.flush()  # so the batch's next event of this visitor finds the link
+        session.add(identity)
+        _remember(session, Identity, anonymous_id, identity)
     elif identity.customer_id == customer_id:
         return  # linked before: what the visitor did since was theirs on arrival
     elif at < identity.linked_at:
@@ -678,6 +688,90 @@ def _link(
             .where(model.anonymous_id == anonymous_id, model.customer_id.is_(None))
             .values(customer_id=customer_id)
         )
+
+
+_KNOWN = "triggermail.known"
+_Row = TypeVar("_Row", Customer, Product, Cart, Order, Identity)
+
+
+def _prefetch(session: Session, events: Sequence[SegmentEvent]) -> None:
+    """Load what a batch's events touch in a few queries, and create the customers and
+    products it names, so applying each event runs no query of its own and its rows reach
+    the database together at commit."""
+    customers = {e.user_id for e in events if e.user_id}
+    anonymous = {i for e in events for i in (e.anonymous_id, e.previous_id) if i}
+    products: dict[str, ProductProps] = {}
+    carts: set[str] = set()
+    orders: set[str] = set()
+    for event in events:
+        if event.type != "track":
+            continue
+        if event.event in PRODUCT_EVENTS:
+            items = [event.product()]
+            cart_id, order_id = items[0].cart_id, None
+        elif event.event in ORDER_EVENTS:
+            order = event.order()
+            items, cart_id, order_id = order.products, order.cart_id, order.order_id
+        else:
+            continue
+        for item in items:
+            if item.product_id:
+                products.setdefault(item.product_id, item)
+        carts.update([cart_id] if cart_id else [])
+        orders.update([order_id] if order_id else [])
+
+    _load(session, Customer, customers)
+    _load(session, Identity, anonymous)
+    _load(session, Cart, carts, selectinload(Cart.lines))
+    _load(session, Order, orders, selectinload(Order.lines))
+    missing = _load(session, Product, set(products))
+    now = utcnow()
+    for customer_id in customers - _known(session, Customer):
+        customer = Customer(
+            id=customer_id, marketing_consent=False, traits={}, created_at=now, updated_at=now
+        )
+        session.add(customer)
+        _remember(session, Customer, customer_id, customer)
+    for product_id in missing:
+        props = products[product_id]
+        product = Product(id=product_id, name=props.name or product_id, updated_at=now)
+        session.add(product)
+        _remember(session, Product, product_id, product)
+    # Rows that reference customers and products have no relationship to order the flush by.
+    session.flush()
+
+
+def _load(session: Session, model: type[_Row], keys: set[str], *options: Any) -> set[str]:
+    """Remember the rows of ``model`` with these keys, and which are absent; returns those."""
+    key = inspect(model).primary_key[0]
+    ordered = sorted(keys)
+    found: dict[str, Any] = {}
+    for chunk in range(0, len(ordered), 500):
+        statement = select(model).where(key.in_(ordered[chunk : chunk + 500])).options(*options)
+        found.update((getattr(row, key.name), row) for row in session.scalars(statement))
+    for value in ordered:
+        _remember(session, model, value, found.get(value))
+    return keys - found.keys()
+
+
+def _known(session: Session, model: type[_Row]) -> set[str]:
+    return {k for k, v in session.info.get(_KNOWN, {}).get(model, {}).items() if v is not None}
+
+
+def _remember(session: Session, model: type[_Row], key: str, row: _Row | None) -> None:
+    # Strong references too: the session's identity map alone would let them go.
+    session.info.setdefault(_KNOWN, {}).setdefault(model, {})[key] = row
+
+
+def _lookup(session: Session, model: type[_Row], key: str | None, **options: Any) -> _Row | None:
+    """``session.get``, answered from what the batch prefetched (absent rows included)."""
+    if key is None:
+        return None
+    known = session.info.get(_KNOWN, {}).get(model)
+    if known is not None and key in known:
+        row: _Row | None = known[key]
+        return row
+    return session.get(model, key, **options)
 
 
 def _transient(err: RPCError) -> bool:
@@ -705,7 +799,7 @@ def _dialect_insert(session: Session) -> Any:
 
 
 def _ensure_customer(session: Session, customer_id: str) -> Customer:
-    customer = session.get(Customer, customer_id)
+    customer = _lookup(session, Customer, customer_id)
     if customer is not None:
         return customer
     # INSERT … ON CONFLICT DO NOTHING: two events of a new customer may race.
@@ -754,7 +848,7 @@ def _apply_traits(customer: Customer, event: SegmentEvent) -> None:
 def _upsert_product(session: Session, props: ProductProps, currency: str) -> Product | None:
     if not props.product_id:
         return None
-    product = session.get(Product, props.product_id)
+    product = _lookup(session, Product, props.product_id)
     if product is None:
         session.execute(
             _dialect_insert(session)(Product)
