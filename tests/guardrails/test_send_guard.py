@@ -164,3 +164,22 @@ def test_a_journey_that_cannot_wait_sends_as_before(
     first = ActivityEnvironment().run(send, request("welcome"))
     legacy = ActivityEnvironment().run(send, request("abandoned_cart", may_defer=False))
     assert (first.status, legacy.status) == ("sent", "sent")
+
+
+@pytest.mark.parametrize(
+    ("moment", "morning"),
+    [
+        # 23:00 in Paris the night clocks go forward (29 March 2026): 09:00 is CEST, UTC+2.
+        (datetime(2026, 3, 28, 22, 0, tzinfo=UTC), datetime(2026, 3, 29, 7, 0, tzinfo=UTC)),
+        # 23:00 in Paris the night clocks go back (25 October 2026): 09:00 is CET, UTC+1.
+        (datetime(2026, 10, 24, 21, 0, tzinfo=UTC), datetime(2026, 10, 25, 8, 0, tzinfo=UTC)),
+    ],
+)
+def test_quiet_hours_across_a_dst_change_end_at_nine_paris_time(
+    sessions: sessionmaker[Session], tmp_path: Path, moment: datetime, morning: datetime
+) -> None:
+    night = CAP.model_copy(update={"quiet_hours": QuietHours(time(21), time(9))})
+    held = ActivityEnvironment().run(
+        activities(sessions, tmp_path, night, moment).send_email, request("welcome")
+    )
+    assert (held.status, held.reason, held.not_before) == ("deferred", "quiet_hours", morning)
