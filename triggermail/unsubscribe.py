@@ -98,7 +98,7 @@ def unsubscribe_router(settings: Settings, *, clock: Callable[[], datetime]) -> 
         send_id, customer_id = found
         now = clock()
         await asyncio.to_thread(_suppress, request.app.state.sessions, customer_id, send_id, now)
-        await _end_journeys(request.app.state.temporal, customer_id, now)
+        await end_journeys(request.app.state.temporal, customer_id, now)
         return _page(
             shop,
             "You are unsubscribed",
@@ -130,7 +130,7 @@ def _suppress(
             session.commit()
 
 
-async def _end_journeys(client: Client, customer_id: str, at: datetime) -> None:
+async def end_journeys(client: Client, customer_id: str, at: datetime) -> None:
     """Signal every journey of the customer to end; the suppression already stops any send."""
     for workflow_id in customer_journey_ids(customer_id).values():
         try:

@@ -7,7 +7,8 @@ nothing. Each event is stored once by its ``sg_event_id`` (SendGrid retries batc
 mapped to our ledger through the ``send_id`` we put in ``custom_args``:
 
 * ``bounce`` (hard), ``dropped`` → the address is suppressed;
-* ``spamreport``, ``unsubscribe``, ``group_unsubscribe`` → the customer and address are;
+* ``spamreport``, ``unsubscribe``, ``group_unsubscribe`` → the customer and address are,
+  and the customer's running journeys are signalled to end, as our own unsubscribe does;
 * ``delivered``, ``open``, ``click`` and the rest → recorded for reporting; a send the
   ledger left ``unknown`` that SendGrid reports is settled ``sent``.
 
@@ -33,6 +34,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from triggermail.store import EmailEvent, EmailSend, Suppression
+from triggermail.unsubscribe import end_journeys
 
 log = logging.getLogger("triggermail.webhooks")
 
@@ -87,7 +89,11 @@ def sendgrid_webhook_router(public_key: str, *, clock: Callable[[], datetime]) -
             events = None
         if not isinstance(events, list):
             return _reply(400, "invalid_body", "the body must be a JSON array of events")
-        counts = await asyncio.to_thread(record, request.app.state.sessions, events, clock())
+        now = clock()
+        counts, leaving = await asyncio.to_thread(record, request.app.state.sessions, events, now)
+        await asyncio.gather(
+            *(end_journeys(request.app.state.temporal, customer, now) for customer in leaving)
+        )
         return JSONResponse(counts)
 
     return router
@@ -95,9 +101,13 @@ def sendgrid_webhook_router(public_key: str, *, clock: Callable[[], datetime]) -
 
 def record(
     sessions: sessionmaker[Session], events: list[Any], received_at: datetime
-) -> dict[str, int]:
-    """Store each event once and apply what it means; returns what happened to the batch."""
+) -> tuple[dict[str, int], set[str]]:
+    """Store each event once and apply what it means.
+
+    Returns what happened to the batch, and the customers who asked to stop.
+    """
     counts = {"recorded": 0, "duplicates": 0, "ignored": 0}
+    leaving: set[str] = set()
     with sessions() as session:
         insert = (
             postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -124,9 +134,11 @@ def record(
                 counts["duplicates"] += 1
                 continue
             counts["recorded"] += 1
-            _apply(session, event, kind, send_id, occurred_at)
+            customer_id = _apply(session, event, kind, send_id, occurred_at)
+            if customer_id is not None:
+                leaving.add(customer_id)
         session.commit()
-    return counts
+    return counts, leaving
 
 
 def _parse(event: Any) -> tuple[str, str, datetime, str | None] | None:
@@ -145,19 +157,20 @@ def _parse(event: Any) -> tuple[str, str, datetime, str | None] | None:
 
 def _apply(
     session: Session, event: dict[str, Any], kind: str, send_id: str | None, at: datetime
-) -> None:
+) -> str | None:
+    """Settle the ledger and suppress; returns the customer who asked to stop, if one did."""
     row = session.get(EmailSend, send_id) if send_id else None
     if row is not None and row.status == "unknown" and kind in REACHED_SENDGRID:
         # The provider call's answer was lost; SendGrid says it took the e-mail after all.
         row.status, row.sent_at = "sent", row.sent_at or at
     reason = SUPPRESS.get(kind)
     if reason is None or (kind == "bounce" and event.get("type", "bounce") != "bounce"):
-        return  # a "blocked" bounce is temporary: the address may work tomorrow
+        return None  # a "blocked" bounce is temporary: the address may work tomorrow
     email = event.get("email")
     address = email.lower() if isinstance(email, str) and email else None
     customer_id = row.customer_id if row is not None and reason in CUSTOMER_WIDE else None
     if address is None and customer_id is None:
-        return
+        return None
     session.add(
         Suppression(
             customer_id=customer_id,
@@ -168,6 +181,7 @@ def _apply(
             created_at=at,
         )
     )
+    return customer_id
 
 
 def _reply(status: int, code: str, message: str) -> JSONResponse:

@@ -179,6 +179,9 @@ async def test_spam_complaint_and_unsubscribe_suppress_the_customer(
         ("c-1", "ana@example.com", "spamreport"),
         ("c-1", "ana@example.com", "unsubscribed"),
     ]
+    assert await shop.handle(abandoned_cart_id("c-1")).result() == JourneyResult(
+        exit_reason="unsubscribed", sent=["reminder"]
+    )
 
 
 async def test_bad_signatures_and_stale_timestamps_change_nothing(
