@@ -13,7 +13,7 @@ import asyncio
 import html
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
@@ -32,6 +32,9 @@ from workflows.journey import Journey
 from workflows.types import JourneyExit
 
 log = logging.getLogger("triggermail.unsubscribe")
+
+SIGNAL_TIMEOUT = timedelta(seconds=5)
+"""The customer (or SendGrid) waits for the answer; the suppression is already stored."""
 
 Token = Annotated[
     str,
@@ -135,7 +138,7 @@ async def end_journeys(client: Client, customer_id: str, at: datetime) -> None:
     for workflow_id in customer_journey_ids(customer_id).values():
         try:
             await client.get_workflow_handle(workflow_id).signal(
-                Journey.exit, JourneyExit(reason="unsubscribed", at=at)
+                Journey.exit, JourneyExit(reason="unsubscribed", at=at), rpc_timeout=SIGNAL_TIMEOUT
             )
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
