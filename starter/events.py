@@ -129,6 +129,9 @@ class Traits(_Open):
     )
 
 
+_ID_KEYS = ("userId", "anonymousId", "previousId", "messageId", "user_id", "anonymous_id")
+
+
 class SegmentEvent(_Open):
     """One Segment call: the envelope every type shares, plus each type's own part."""
 
@@ -161,7 +164,7 @@ class SegmentEvent(_Open):
     @classmethod
     def _ids_as_strings(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            for key in ("userId", "anonymousId", "previousId", "user_id", "anonymous_id"):
+            for key in _ID_KEYS:
                 if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
                     data = {**data, key: str(data[key])}
         return data

@@ -24,8 +24,12 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials
-from fastapi.security import HTTPBearer as _HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import DBAPIError
@@ -193,7 +197,7 @@ _basic = HTTPBasic(auto_error=False, description="User name: the write key; no p
 _admin_basic = HTTPBasic(
     auto_error=False, scheme_name="AdminBasic", description="User name: the admin key."
 )
-_admin_bearer = _HTTPBearer(
+_admin_bearer = HTTPBearer(
     auto_error=False, scheme_name="AdminBearer", description="Token: the admin key."
 )
 
