@@ -26,12 +26,12 @@ from temporalio.worker import Worker
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter import Intake, IntakeResult
 from starter.ids import customer_journey_ids
+from tests.pii import history_text, personal_data_in
 from triggermail.journeys import Guardrails, JourneysConfig, load_journeys
 from triggermail.settings import Settings
 from triggermail.store import Customer, EmailSend, make_engine, make_session_factory
 from worker import build_worker
 from workflows.types import JourneyResult
-
 
 GUARDRAILS_OFF = Guardrails(min_hours_between=0, max_per_week=0, quiet_hours=None)
 
@@ -119,6 +119,7 @@ class Shop:
         with self.sessions() as session:
             for customer_id in session.scalars(select(Customer.id)):
                 self.touched.update(customer_journey_ids(customer_id).values())
+        leaks = await self._personal_data_in_histories()
         # The worker stops first: a journey terminated while the worker holds its workflow
         # task leaves the time-skipping server's clock locked for every later test.
         assert self.worker is not None
@@ -128,6 +129,24 @@ class Shop:
                 await self.handle(workflow_id).terminate("test over")
         self.executor.shutdown(wait=True)
         self.engine.dispose()
+        assert not leaks, f"personal data in workflow histories: {leaks}"
+
+    async def _personal_data_in_histories(self) -> dict[str, list[str]]:
+        """Every history this test produced, scanned for the customers' addresses and names."""
+        with self.sessions() as session:
+            customers = list(session.scalars(select(Customer)))
+        emails = [c.email for c in customers if c.email]
+        names = [n for c in customers for n in (c.first_name, c.last_name) if n]
+        leaks = {}
+        for workflow_id in sorted(self.touched):
+            try:
+                history = await self.handle(workflow_id).fetch_history()
+            except RPCError:
+                continue  # never started (the event was refused)
+            found = personal_data_in(history_text(history), emails=emails, names=names)
+            if found:
+                leaks[workflow_id] = found
+        return leaks
 
     # -- events --------------------------------------------------------------------------
 
