@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
+from temporalio.testing import WorkflowEnvironment
 
 from tests.api.conftest import Api
 from tests.harness import Shop
-from triggermail.store import Cart, Event, Identity, Order
+from triggermail.store import Cart, Customer, Event, Identity, Order
+
+
+@pytest.fixture
+async def shop(env: WorkflowEnvironment, store_url: str, tmp_path: Path) -> AsyncIterator[Shop]:
+    """Identity is the store's business: these run on SQLite and on PostgreSQL."""
+    async with Shop(env, store_url, tmp_path) as shop:
+        yield shop
+
 
 TEE: dict[str, Any] = {
     "product_id": "tee-1",
@@ -136,3 +149,20 @@ async def test_alias_links_the_previous_id(api: Api, shop: Shop) -> None:
 
     assert response.status_code == 200
     assert events_of(shop, "c-1") == ["Product Viewed", "alias"]
+
+
+async def test_concurrent_batches_for_a_new_customer_make_one_customer(
+    api: Api, shop: Shop
+) -> None:
+    batches = [
+        {"batch": [{"type": "identify", "userId": "c-1", "anonymousId": f"anon-{i}"}]}
+        for i in range(4)
+    ]
+
+    responses = await asyncio.gather(*(api.post("/v1/batch", body) for body in batches))
+
+    assert [r.status_code for r in responses] == [200] * 4
+    with shop.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Customer)) == 1
+        assert session.scalar(select(func.count()).select_from(Identity)) == 4
+    assert events_of(shop, "c-1") == ["identify"] * 4
