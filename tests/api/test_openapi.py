@@ -8,12 +8,15 @@ status, content type and body shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from pydantic import SecretStr
 from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -114,3 +117,29 @@ async def test_serve_reports_a_port_it_cannot_take(shop: Shop) -> None:
             await serve(shop.settings, port=port, client=shop.env.client)
     finally:
         taken.close()
+
+
+async def test_serve_runs_the_api_in_the_callers_loop(shop: Shop) -> None:
+    """How ``triggermail dev`` runs it: a task beside the worker, on the caller's client."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    settings = shop.settings.model_copy(update={"write_key": SecretStr(WRITE_KEY)})
+    task = asyncio.create_task(serve(settings, port=port, client=shop.env.client))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.ConnectError):
+                    response = await http.post(
+                        "/v1/identify", json={"userId": "c-1"}, auth=(WRITE_KEY, "")
+                    )
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the API did not come up")
+        assert response.status_code == 200
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
