@@ -216,7 +216,7 @@ def _from_store(
                     received_at=row.received_at,
                     user_id=row.user_id,
                     anonymous_id=row.anonymous_id,
-                    data=row.payload.get("properties") or row.payload.get("traits") or {},
+                    data=_data(row.payload),
                 )
                 for row in timeline
             ],
@@ -239,6 +239,17 @@ def _from_store(
             ],
             journeys=None,
         )
+
+
+def _data(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a call said: a track's properties, an identify's traits (RudderStack's SDKs send
+    those in ``context.traits``)."""
+    context = payload.get("context")
+    shared = context.get("traits") if isinstance(context, dict) else None
+    for found in (payload.get("properties"), payload.get("traits"), shared):
+        if isinstance(found, dict) and found:
+            return found
+    return {}
 
 
 def card_renderable(card: CustomerCard) -> Group:

@@ -168,3 +168,19 @@ async def test_received_and_happened_times_are_both_on_the_card(api: Api, shop: 
 
     assert event["timestamp"].startswith(happened.strftime("%Y-%m-%dT%H:%M"))
     assert event["received_at"].startswith(now.strftime("%Y-%m-%dT%H"))
+
+
+async def test_traits_sent_in_context_show_on_the_card_and_the_profile(api: Api) -> None:
+    # RudderStack's SDKs put an identify's traits in context.traits.
+    await api.post(
+        "/v1/identify",
+        {"userId": "c-1", "context": {"traits": {"email": "ana@example.com", "plan": "gold"}}},
+    )
+
+    card = (await api.get("/v1/customers/c-1", headers=ADMIN)).json()
+
+    assert card["events"][0]["data"] == {"email": "ana@example.com", "plan": "gold"}
+    assert (card["profile"]["email"], card["profile"]["traits"]["plan"]) == (
+        "ana@example.com",
+        "gold",
+    )
