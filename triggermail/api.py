@@ -38,8 +38,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from starter import EventError, Intake, IntakeResult, IntakeUnavailable, SegmentEvent, parse_event
+from triggermail.api_metrics import ApiMetrics
 from triggermail.customer_card import CustomerCard, load_card
 from triggermail.journeys import JourneysConfig, load_journeys
+from triggermail.outbox_viewer import outbox_router
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect
@@ -304,6 +306,7 @@ def create_app(
             raise _Refused(400, "invalid_batch", "context: must be an object")
         return await _ingest(
             request.app.state.intake,
+            request.app.state.metrics,
             [_merged(raw, shared, body.get("sentAt")) for raw in body["batch"]],
             # A body under the limit cannot hold an event over it.
             check_size=size > MAX_EVENT_BYTES,
@@ -357,6 +360,12 @@ def create_app(
         problem = Problem(code=_CODES.get(exc.status_code, "error"), message=str(exc.detail))
         return JSONResponse(problem.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
+    metrics = ApiMetrics()
+    app.state.metrics = metrics
+    app.add_middleware(metrics.middleware())
+    app.include_router(metrics.router())
+    if settings.mail_transport == "outbox":
+        app.include_router(outbox_router(settings.outbox_dir, admin_key=admin_key))
     app.include_router(unsubscribe_router(settings, clock=clock or utcnow))
     if settings.sendgrid_webhook_public_key:
         key = settings.sendgrid_webhook_public_key
@@ -394,7 +403,9 @@ def _add_call_route(
         if isinstance(body, dict):
             # The endpoint names the call, as Segment's does.
             body = {**body, "type": call_type}
-        return await _ingest(request.app.state.intake, [body], check_size=False)
+        return await _ingest(
+            request.app.state.intake, request.app.state.metrics, [body], check_size=False
+        )
 
     app.add_api_route(
         f"/v1/{call_type}",
@@ -458,7 +469,9 @@ async def _read_json(request: Request, *, limit: int) -> tuple[Any, int]:
         raise _Refused(400, "invalid_json", f"the body is not valid JSON: {err}") from err
 
 
-async def _ingest(intake: Intake, raws: list[Any], *, check_size: bool) -> JSONResponse:
+async def _ingest(
+    intake: Intake, metrics: ApiMetrics, raws: list[Any], *, check_size: bool
+) -> JSONResponse:
     refused: list[Refusal] = []
     parsed: list[tuple[int, SegmentEvent]] = []
     for index, raw in enumerate(raws):
@@ -484,6 +497,7 @@ async def _ingest(intake: Intake, raws: list[Any], *, check_size: bool) -> JSONR
         outcomes = await intake.submit_many([event for _, event in parsed])
     except IntakeUnavailable as err:
         log.warning("answering 503: %s", err)
+        metrics.unavailable.inc()
         raise _Refused(503, "unavailable", str(err)) from err
 
     results = []
@@ -493,6 +507,15 @@ async def _ingest(intake: Intake, raws: list[Any], *, check_size: bool) -> JSONR
         else:
             results.append(_result(index, outcome))
     refused.sort(key=lambda r: r.index)
+    types = {index: event.type for index, event in parsed}
+    for result in results:
+        metrics.events.labels(types[result.index], result.status).inc()
+    for refusal in refused:
+        raw = raws[refusal.index]
+        # Only known call types become labels: a label per made-up value would never end.
+        claimed = raw.get("type") if isinstance(raw, dict) else None
+        known = claimed if claimed in CALL_TYPES else "unknown"
+        metrics.events.labels(types.get(refusal.index, known), "refused").inc()
     reply = IngestReply(
         success=bool(results) or not refused,
         code="ok",
