@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.panel import Panel
 from temporalio.client import Client
@@ -49,18 +50,33 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def dev_settings(settings: Settings) -> Settings:
-    """The demo's journeys (second-scale timings) unless TRIGGERMAIL_JOURNEYS names others."""
-    if settings.journeys is not None:
-        return settings
-    demo = Path(str(resources.files("triggermail").joinpath("demo-journeys.toml")))
-    return settings.model_copy(update={"journeys": demo})
+DEV_WRITE_KEY = "triggermail-dev"
+DEV_ADMIN_KEY = "triggermail-dev-admin"
+
+
+def dev_settings(settings: Settings, *, api_port: int) -> Settings:
+    """What the environment leaves unset, filled for a local stack.
+
+    The demo's journeys (second-scale timings), known keys so the API takes events and
+    shows customer cards at once, and links that point at this machine's API.
+    """
+    update: dict[str, object] = {}
+    if settings.journeys is None:
+        demo = Path(str(resources.files("triggermail").joinpath("demo-journeys.toml")))
+        update["journeys"] = demo
+    if settings.write_key is None:
+        update["write_key"] = SecretStr(DEV_WRITE_KEY)
+    if settings.admin_key is None:
+        update["admin_key"] = SecretStr(DEV_ADMIN_KEY)
+    if "public_url" not in settings.model_fields_set:
+        update["public_url"] = f"http://localhost:{api_port}"
+    return settings.model_copy(update=update)
 
 
 async def run_dev(
     settings: Settings, *, console: Console, demo: bool = True, api_port: int = 8000
 ) -> None:
-    settings = dev_settings(settings)
+    settings = dev_settings(settings, api_port=api_port)
     journeys = load_journeys(settings.journeys)
     for port, what in ((TEMPORAL_PORT, "Temporal"), (UI_PORT, "Temporal UI"), (api_port, "API")):
         if not _port_free(port):
@@ -112,10 +128,12 @@ async def run_dev(
 
 def _banner(console: Console, settings: Settings, api_port: int) -> None:
     key = settings.write_key.get_secret_value() if settings.write_key else "(none)"
+    admin = settings.admin_key.get_secret_value() if settings.admin_key else "(none)"
     console.print(
         Panel.fit(
             f"Temporal UI   http://localhost:{UI_PORT}/namespaces/default/workflows\n"
-            f"HTTP API      http://localhost:{api_port}  (docs: /docs, write key: {key})\n"
+            f"HTTP API      http://localhost:{api_port}  (docs: /docs, write key: {key},"
+            f" admin key: {admin})\n"
             f"Outbox        {settings.outbox_dir.resolve()}  (and http://localhost:{api_port}/outbox)\n"
             f"Metrics       http://localhost:{settings.metrics_address.rsplit(':', 1)[-1]}/metrics"
             f" (worker), http://localhost:{api_port}/metrics (API)\n"
