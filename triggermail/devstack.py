@@ -74,11 +74,17 @@ def dev_settings(settings: Settings, *, api_port: int) -> Settings:
 
 
 async def run_dev(
-    settings: Settings, *, console: Console, demo: bool = True, api_port: int = 8000
+    settings: Settings,
+    *,
+    console: Console,
+    demo: bool = True,
+    api_port: int = 8000,
+    temporal_port: int = TEMPORAL_PORT,
+    ui_port: int = UI_PORT,
 ) -> None:
     settings = dev_settings(settings, api_port=api_port)
     journeys = load_journeys(settings.journeys)
-    for port, what in ((TEMPORAL_PORT, "Temporal"), (UI_PORT, "Temporal UI"), (api_port, "API")):
+    for port, what in ((temporal_port, "Temporal"), (ui_port, "Temporal UI"), (api_port, "API")):
         if not _port_free(port):
             raise DevError(f"port {port} ({what}) is taken: is another `triggermail dev` running?")
     DEFAULT_DATA_DIR.mkdir(exist_ok=True)
@@ -90,9 +96,9 @@ async def run_dev(
 
     console.print("[bold]temporal[/bold]: starting the dev server (first start takes a while)")
     async with await WorkflowEnvironment.start_local(
-        port=TEMPORAL_PORT,
+        port=temporal_port,
         ui=True,
-        ui_port=UI_PORT,
+        ui_port=ui_port,
         dev_server_existing_path=binary("temporal"),
         dev_server_database_filename=str(DEFAULT_DATA_DIR / "temporal.db"),
         dev_server_log_level="error",
@@ -113,7 +119,7 @@ async def run_dev(
                 from triggermail.api import serve
 
                 tasks.create_task(serve(settings, host="127.0.0.1", port=api_port, client=client))
-                _banner(console, settings, api_port)
+                _banner(console, settings, api_port=api_port, ui_port=ui_port)
                 if demo:
                     intake = Intake(
                         session_factory=sessions,
@@ -126,12 +132,12 @@ async def run_dev(
     engine.dispose()
 
 
-def _banner(console: Console, settings: Settings, api_port: int) -> None:
+def _banner(console: Console, settings: Settings, *, api_port: int, ui_port: int) -> None:
     key = settings.write_key.get_secret_value() if settings.write_key else "(none)"
     admin = settings.admin_key.get_secret_value() if settings.admin_key else "(none)"
     console.print(
         Panel.fit(
-            f"Temporal UI   http://localhost:{UI_PORT}/namespaces/default/workflows\n"
+            f"Temporal UI   http://localhost:{ui_port}/namespaces/default/workflows\n"
             f"HTTP API      http://localhost:{api_port}  (docs: /docs, write key: {key},"
             f" admin key: {admin})\n"
             f"Outbox        {settings.outbox_dir.resolve()}  (and http://localhost:{api_port}/outbox)\n"

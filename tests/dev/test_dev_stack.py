@@ -1,0 +1,94 @@
+"""``triggermail dev`` as a newcomer runs it: the demo plays, and a second run resumes cleanly.
+
+The real stack — Temporal dev server with its SQLite file, migrations, worker, API,
+demo — on free ports in a scratch folder, with the demo's timings cut to seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from rich.console import Console
+
+from triggermail.devstack import DEV_ADMIN_KEY, run_dev
+from triggermail.settings import Settings
+
+EXPECTED = [
+    "abandoned-cart/demo-ana: ended 'completed' after reminder, incentive",
+    "abandoned-cart/demo-ben: ended 'purchase' after no e-mail",
+    "abandoned-cart/demo-chloe: ended 'purchase' after reminder",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    demo = Path(__file__).parents[2] / "triggermail" / "demo-journeys.toml"
+    fast = (
+        demo.read_text()
+        .replace('after = "10s"', 'after = "3s"')
+        .replace('after = "20s"', 'after = "4s"')
+    )
+    (tmp_path / "journeys.toml").write_text(fast)
+    return tmp_path
+
+
+async def play_once(scratch: Path) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    api_port = free_port()
+    settings = Settings(journeys=scratch / "journeys.toml", metrics_address="")
+    task = asyncio.create_task(
+        run_dev(
+            settings,
+            console=console,
+            api_port=api_port,
+            temporal_port=free_port(),
+            ui_port=free_port(),
+        )
+    )
+    try:
+        for _ in range(600):
+            if "demo: done" in out.getvalue() or task.done():
+                break
+            await asyncio.sleep(0.1)
+        if task.done():
+            task.result()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
+            card = await http.get(
+                "/v1/customers/demo-ana", headers={"Authorization": f"Bearer {DEV_ADMIN_KEY}"}
+            )
+            outbox = await http.get("/outbox")
+        assert card.status_code == 200 and card.json()["profile"]["first_name"] == "Ana"
+        assert outbox.status_code == 200 and "Ana, you left something" in outbox.text
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    return out.getvalue()
+
+
+async def test_dev_plays_the_demo_and_a_second_run_resumes_on_the_same_data(
+    scratch: Path,
+) -> None:
+    first = await play_once(scratch)
+    for line in EXPECTED:
+        assert line in first, first
+    assert len(list((scratch / ".triggermail" / "outbox").glob("*.eml"))) == 3
+    assert (scratch / ".triggermail" / "temporal.db").exists()
+
+    second = await play_once(scratch)
+    for line in EXPECTED:
+        assert line in second, second
+    assert len(list((scratch / ".triggermail" / "outbox").glob("*.eml"))) == 6
