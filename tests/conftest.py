@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from temporalio.testing import WorkflowEnvironment
 
+from tests.fakes.sendgrid import FakeSendGrid
 from triggermail.migrate import upgrade
 from triggermail.temporal import binary, register_search_attributes
 
@@ -27,6 +28,13 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     ) as env:
         await register_search_attributes(env.client)
         yield env
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[FakeSendGrid]:
+    """SendGrid's API, faked on loopback: the one side effect tests replace."""
+    with FakeSendGrid() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,11 @@ from activities.email import EmailActivities
 from activities.rendering import Renderer
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from tests.fakes.sendgrid import FakeSendGrid, error, rate_limited
+from tests.seed import seed_customer_with_cart
 from triggermail.journeys import load_journeys
 from triggermail.store import (
-    Cart,
-    CartLine,
     Coupon,
-    Customer,
     EmailSend,
-    Product,
     make_engine,
     make_session_factory,
 )
@@ -45,21 +41,7 @@ INCENTIVE = StepSpec(
 def sessions(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(sqlite_url)
     factory = make_session_factory(engine)
-    with factory() as session:
-        session.add(
-            Customer(id="c-1", email="ana@example.com", first_name="Ana", marketing_consent=True)
-        )
-        session.add(Product(id="tee", name="Tee", price=Decimal("20.00")))
-        session.flush()  # carts reference both: no relationship tells the flush to order them
-        session.add(
-            Cart(
-                id="k-1",
-                customer_id="c-1",
-                last_activity_at=NOW,
-                lines=[CartLine(product_id="tee", quantity=1, price=Decimal("20.00"))],
-            )
-        )
-        session.commit()
+    seed_customer_with_cart(factory, now=NOW)
     yield factory
     engine.dispose()
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 from pathlib import Path
 
 import httpx
 import pytest
 from rich.console import Console
 
+from tests.seed import free_port
 from triggermail.devstack import DEV_ADMIN_KEY, run_dev
 from triggermail.settings import Settings
 
@@ -23,12 +23,6 @@ EXPECTED = [
     "abandoned-cart/demo-ben: ended 'purchase' after no e-mail",
     "abandoned-cart/demo-chloe: ended 'purchase' after reminder",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,10 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.rendering import Renderer
 from activities.transports import OutboxTransport
+from tests.seed import seed_customer_with_cart
 from triggermail.journeys import Guardrails, QuietHours, load_journeys
 from triggermail.store import (
-    Cart,
-    CartLine,
-    Customer,
     EmailSend,
-    Product,
     Suppression,
     make_engine,
     make_session_factory,
@@ -38,27 +34,7 @@ CAP = Guardrails(min_hours_between=16, max_per_week=2, quiet_hours=None)
 def sessions(store_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(store_url)
     factory = make_session_factory(engine)
-    with factory() as session:
-        session.add(
-            Customer(
-                id="c-1",
-                email="ana@example.com",
-                first_name="Ana",
-                marketing_consent=True,
-                timezone="Europe/Paris",
-            )
-        )
-        session.add(Product(id="tee", name="Tee", price=Decimal("20.00")))
-        session.flush()
-        session.add(
-            Cart(
-                id="k-1",
-                customer_id="c-1",
-                last_activity_at=NOW,
-                lines=[CartLine(product_id="tee", quantity=1, price=Decimal("20.00"))],
-            )
-        )
-        session.commit()
+    seed_customer_with_cart(factory, now=NOW, timezone="Europe/Paris")
     yield factory
     engine.dispose()
 

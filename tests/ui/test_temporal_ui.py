@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter.ids import abandoned_cart_id
 from tests.harness import Shop
+from tests.seed import free_port
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.temporal import binary
 from workflows.search_attributes import ALL
@@ -46,12 +46,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 UI_PORT = free_port()

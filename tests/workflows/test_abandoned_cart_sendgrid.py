@@ -6,7 +6,7 @@ outcome is in the ledger.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +18,6 @@ from tests.harness import Shop
 from workflows.types import JourneyResult
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9, "cart_id": "k-1"}
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[FakeSendGrid]:
-    with FakeSendGrid() as fake:
-        yield fake
 
 
 @pytest.fixture
