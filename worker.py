@@ -7,6 +7,7 @@ through :func:`build_worker` around their own client and transport.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,8 @@ async def run_worker(settings: Settings, *, client: Client | None = None) -> Non
             transport=make_transport(settings),
             executor=executor,
         )
+        # What start-up built (templates, catalogs, clients) lives for good: GC skips it.
+        gc.freeze()
         log.info("worker polling task queue %r", settings.task_queue)
         try:
             await worker.run()

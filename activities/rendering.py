@@ -41,10 +41,11 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import PoFileError, read_po
 from babel.numbers import (
-    NumberPattern,
     format_percent,
     get_currency_precision,
     get_currency_symbol,
+    get_decimal_symbol,
+    get_group_symbol,
 )
 from babel.support import NullTranslations, Translations
 from markupsafe import Markup
@@ -446,32 +447,43 @@ def _translations(catalog: Catalog) -> Translations:
 
 
 def _gettext_callables(translations: NullTranslations) -> dict[str, Any]:
-    """Jinja2's "newstyle" gettext for one locale: always ``%``-formatted, escaped in HTML."""
+    """Jinja2's "newstyle" gettext for one locale: always ``%``-formatted, escaped in HTML.
 
-    def finish(context: jinja2.runtime.Context, text: str, variables: dict[str, Any]) -> str:
-        return (Markup(text) if context.eval_ctx.autoescape else text) % variables
+    They take the evaluation context, not the context: Jinja2 copies the whole context
+    for a ``pass_context`` call inside a loop, once per product line.
+    """
 
-    @jinja2.pass_context
-    def gettext(context: jinja2.runtime.Context, message: str, /, **variables: Any) -> str:
-        return finish(context, translations.gettext(message), variables)
+    def finish(eval_ctx: jinja2.nodes.EvalContext, text: str, variables: dict[str, Any]) -> str:
+        if not variables and "%" not in text:  # nothing to fill: skip Markup's escaping `%`
+            return Markup(text) if eval_ctx.autoescape else text
+        return (Markup(text) if eval_ctx.autoescape else text) % variables
 
-    @jinja2.pass_context
+    @jinja2.pass_eval_context
+    def gettext(eval_ctx: jinja2.nodes.EvalContext, message: str, /, **variables: Any) -> str:
+        return finish(eval_ctx, translations.gettext(message), variables)
+
+    @jinja2.pass_eval_context
     def ngettext(
-        context: jinja2.runtime.Context, singular: str, plural: str, num: int, /, **variables: Any
+        eval_ctx: jinja2.nodes.EvalContext,
+        singular: str,
+        plural: str,
+        num: int,
+        /,
+        **variables: Any,
     ) -> str:
         variables.setdefault("num", num)
-        return finish(context, translations.ngettext(singular, plural, num), variables)
+        return finish(eval_ctx, translations.ngettext(singular, plural, num), variables)
 
-    @jinja2.pass_context
+    @jinja2.pass_eval_context
     def pgettext(
-        context: jinja2.runtime.Context, msgctxt: str, message: str, /, **variables: Any
+        eval_ctx: jinja2.nodes.EvalContext, msgctxt: str, message: str, /, **variables: Any
     ) -> str:
         variables.setdefault("context", msgctxt)
-        return finish(context, str(translations.pgettext(msgctxt, message)), variables)
+        return finish(eval_ctx, str(translations.pgettext(msgctxt, message)), variables)
 
-    @jinja2.pass_context
+    @jinja2.pass_eval_context
     def npgettext(
-        context: jinja2.runtime.Context,
+        eval_ctx: jinja2.nodes.EvalContext,
         msgctxt: str,
         singular: str,
         plural: str,
@@ -481,7 +493,7 @@ def _gettext_callables(translations: NullTranslations) -> dict[str, Any]:
     ) -> str:
         variables.setdefault("context", msgctxt)
         variables.setdefault("num", num)
-        return finish(context, translations.npgettext(msgctxt, singular, plural, num), variables)
+        return finish(eval_ctx, translations.npgettext(msgctxt, singular, plural, num), variables)
 
     return {
         "gettext": gettext,
@@ -536,19 +548,20 @@ def _money(
 def _format_money(amount: Decimal | float | int, currency: str, locale: str) -> str:
     # Cached because an e-mail shows each amount twice (HTML and text) and a shop's
     # prices repeat across e-mails.
-    return _currency_format(locale, currency).apply(amount, _babel_locale(locale), currency=None)
+    return _currency_format(locale, currency)(amount)
 
 
 _QUOTED = re.compile(r"'([^']*)'")
 
 
 @functools.lru_cache(maxsize=512)
-def _currency_format(locale: str, currency: str) -> NumberPattern:
-    """The locale's currency pattern with this currency's symbol and decimals filled in.
+def _currency_format(locale: str, currency: str) -> Callable[[Decimal | float | int], str]:
+    """The locale's way to write an amount of this currency, prepared once.
 
     What ``format_currency`` does on every call, done once: it also looks up the
-    currency's plural name each time, which made it most of a render's cost. The
-    output is the same (tests/emails compares them).
+    currency's plural name each time, which made it most of a render's cost, and the
+    locale's symbols for every amount. The output is the same (tests/emails compares
+    them); patterns this does not cover go through Babel's own.
     """
     babel_locale = _babel_locale(locale)
     pattern = copy.copy(babel_locale.currency_formats["standard"])
@@ -558,16 +571,48 @@ def _currency_format(locale: str, currency: str) -> NumberPattern:
         part = part.replace("¤¤", currency.upper()).replace("¤", symbol)
         return _QUOTED.sub(lambda quoted: quoted.group(1) or "'", part)
 
-    pattern.prefix = tuple(fill(part) for part in pattern.prefix)
-    pattern.suffix = tuple(fill(part) for part in pattern.suffix)
+    prefix = pattern.prefix = tuple(fill(part) for part in pattern.prefix)
+    suffix = pattern.suffix = tuple(fill(part) for part in pattern.suffix)
     digits = get_currency_precision(currency)
     pattern.frac_prec = (digits, digits)
-    return pattern
+    group, point = get_group_symbol(babel_locale), get_decimal_symbol(babel_locale)
+    if (
+        pattern.scale
+        or pattern.exp_prec
+        or "@" in pattern.pattern
+        or not pattern.number_pattern
+        or "'" in "".join((*prefix, *suffix, group, point))
+    ):
+        return functools.partial(pattern.apply, locale=babel_locale, currency=None)
+    quantum = Decimal(10) ** -digits
+    first_group, next_groups = pattern.grouping
+    min_digits = pattern.int_prec[0]
+
+    def format_amount(amount: Decimal | float | int) -> str:
+        # NumberPattern.apply for this pattern, without its per-call lookups.
+        value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+        negative = int(value.is_signed())
+        whole, _, fraction = f"{abs(value).normalize().quantize(quantum):f}".partition(".")
+        whole = whole.rjust(min_digits, "0")
+        grouped, size = "", first_group
+        while len(whole) > size:
+            grouped = group + whole[-size:] + grouped
+            whole, size = whole[:-size], next_groups
+        number = whole + grouped + (point + fraction if digits else "")
+        return prefix[negative] + number + suffix[negative]
+
+    return format_amount
 
 
 @jinja2.pass_context
 def _percent(context: jinja2.runtime.Context, value: float | int, locale: str | None = None) -> str:
-    return format_percent(value / 100, locale=_babel_locale(locale or context["locale"]))
+    return _format_percent(value, locale or context["locale"])
+
+
+@functools.lru_cache(maxsize=256)
+def _format_percent(value: float | int, locale: str) -> str:
+    # Cached because a step's coupon percent is the same in every e-mail.
+    return format_percent(value / 100, locale=_babel_locale(locale))
 
 
 @jinja2.pass_context

@@ -494,10 +494,16 @@ def test_message_template_lists_exactly_the_templates_messages() -> None:
     )
 
 
-@pytest.mark.parametrize("locale", ["en", "fr", "fr_CA", "ja", "uk", "de_CH", "hi", "ar", "nl"])
-@pytest.mark.parametrize("currency", ["EUR", "JPY", "USD", "UAH", "CHF", "KWD", "INR"])
+@pytest.mark.parametrize(
+    "locale", ["en", "fr", "fr_CA", "ja", "uk", "de_CH", "hi", "ar", "nl", "fa", "my", "he"]
+)
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "USD", "UAH", "CHF", "KWD", "INR", "CLF"])
 def test_fast_money_formatting_matches_babel(locale: str, currency: str) -> None:
-    for amount in ["0", "0.5", "-3.25", "1234.5", "1234.565", "999999.995", "100000000.01"]:
-        assert _format_money(Decimal(amount), currency, locale) == format_currency(
-            Decimal(amount), currency, locale=locale
+    amounts: list[Decimal | float | int] = [
+        Decimal(amount)
+        for amount in ["0", "0.5", "-3.25", "1234.5", "1234.565", "999999.995", "100000000.01"]
+    ]
+    for amount in [*amounts, Decimal("-0.001"), 3, -7, 12.345, 0.1 + 0.2]:
+        assert _format_money(amount, currency, locale) == format_currency(
+            amount, currency, locale=locale
         )
