@@ -30,7 +30,6 @@ from fastapi.responses import JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from triggermail.store import EmailEvent, EmailSend, Suppression
@@ -118,7 +117,9 @@ def record(
                 counts["ignored"] += 1
                 continue
             event_id, kind, occurred_at, send_id = parsed
-            inserted: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            # RETURNING, not rowcount: an ORM-enabled INSERT … ON CONFLICT DO NOTHING does
+            # not report a skipped row through rowcount on PostgreSQL.
+            inserted = session.execute(
                 insert(EmailEvent)
                 .values(
                     provider_event_id=event_id,
@@ -129,8 +130,9 @@ def record(
                     payload=event,
                 )
                 .on_conflict_do_nothing(index_elements=["provider_event_id"])
+                .returning(EmailEvent.id)
             )
-            if not inserted.rowcount:
+            if inserted.first() is None:
                 counts["duplicates"] += 1
                 continue
             counts["recorded"] += 1

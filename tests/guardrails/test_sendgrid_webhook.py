@@ -29,9 +29,10 @@ HOOK = "/webhooks/sendgrid"
 
 @pytest.fixture
 async def shop(
-    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, sendgrid: FakeSendGrid
+    env: WorkflowEnvironment, store_url: str, tmp_path: Path, sendgrid: FakeSendGrid
 ) -> AsyncIterator[Shop]:
-    async with Shop(env, sqlite_url, tmp_path, sendgrid_url=sendgrid.url) as shop:
+    # The webhook's dedupe and suppression writes run on both stores we support.
+    async with Shop(env, store_url, tmp_path, sendgrid_url=sendgrid.url) as shop:
         yield shop
 
 
