@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from triggermail.journeys import Guardrails, QuietHours
@@ -49,14 +49,18 @@ def lock_customer(session: Session, customer_id: str) -> None:
     )
 
 
-def suppression(session: Session, customer: Customer) -> str | None:
-    """Why the customer or their address is on the suppression list; None when not."""
+def suppressions_of(customer: Customer) -> Select[Suppression]:
+    """The suppression rows that apply to a customer: theirs, or their current address's."""
     matches = [Suppression.customer_id == customer.id]
     if customer.email:
         matches.append(Suppression.email == customer.email.lower())
-    return session.scalar(
-        select(Suppression.reason).where(or_(*matches)).order_by(Suppression.id).limit(1)
-    )
+    return select(Suppression).where(or_(*matches)).order_by(Suppression.id)
+
+
+def suppression(session: Session, customer: Customer) -> str | None:
+    """Why the customer or their address is on the suppression list; None when not."""
+    first = session.scalars(suppressions_of(customer).limit(1)).first()
+    return first.reason if first else None
 
 
 def quiet_end(moment: datetime, quiet: QuietHours, timezone: ZoneInfo) -> datetime | None:

@@ -26,6 +26,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.guardrails import suppressions_of
 from starter.ids import customer_journey_ids
 from triggermail.store import Customer, EmailSend, Event, Identity
 from workflows.types import JourneyStatus
@@ -48,8 +49,19 @@ class Profile(BaseModel):
     updated_at: datetime
 
 
+class Suppressed(BaseModel):
+    reason: str = Field(description="unsubscribed, bounced, dropped, spamreport or sunset.")
+    source: str = Field(description="link (our unsubscribe page) or sendgrid (its webhook).")
+    email: str | None = Field(description="The address it applies to; None: the customer.")
+    created_at: datetime
+
+
 class Consent(BaseModel):
     marketing: bool = Field(description="Marketing e-mail allowed (identify trait).")
+    suppressed: list[Suppressed] = Field(
+        default_factory=list,
+        description="Why marketing e-mail will not reach them even with consent; oldest first.",
+    )
 
 
 class TimelineEvent(BaseModel):
@@ -206,7 +218,18 @@ def _from_store(
                 created_at=customer.created_at,
                 updated_at=customer.updated_at,
             ),
-            consent=Consent(marketing=customer.marketing_consent),
+            consent=Consent(
+                marketing=customer.marketing_consent,
+                suppressed=[
+                    Suppressed(
+                        reason=row.reason,
+                        source=row.source,
+                        email=row.email,
+                        created_at=row.created_at,
+                    )
+                    for row in session.scalars(suppressions_of(customer))
+                ],
+            ),
             events=[
                 TimelineEvent(
                     message_id=row.message_id,
@@ -262,6 +285,12 @@ def card_renderable(card: CustomerCard) -> Group:
     about.add_row("customer", f"{profile.id}  {name}".rstrip())
     about.add_row("e-mail", profile.email or "—")
     about.add_row("marketing consent", "yes" if card.consent.marketing else "no")
+    for entry in card.consent.suppressed:
+        where = f" ({entry.email})" if entry.email else ""
+        about.add_row(
+            "suppressed",
+            f"{entry.reason}{where} via {entry.source}, {entry.created_at:%Y-%m-%d %H:%M} UTC",
+        )
     about.add_row("locale / timezone", f"{profile.locale or '—'} / {profile.timezone or '—'}")
     if profile.anonymous_ids:
         about.add_row("linked devices", ", ".join(profile.anonymous_ids))

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from tests.api.conftest import ADMIN_KEY, WRITE_KEY, Api, basic
 from tests.harness import Shop
 from triggermail.cli import app
+from triggermail.store import Suppression
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -63,7 +64,7 @@ async def test_the_card_shows_profile_consent_timeline_emails_and_the_running_jo
     card = response.json()
     assert card["profile"]["email"] == "ana@example.com"
     assert card["profile"]["anonymous_ids"] == ["a-1"]
-    assert card["consent"] == {"marketing": True}
+    assert card["consent"] == {"marketing": True, "suppressed": []}
     assert [(e["type"], e["event"]) for e in card["events"]] == [
         ("track", "Checkout Started"),
         ("identify", None),
@@ -91,6 +92,28 @@ async def test_the_card_needs_the_admin_key(api: Api, shop: Shop) -> None:
 
     assert (without.status_code, wrong.status_code, basic_admin.status_code) == (401, 401, 200)
     assert wrong.json()["message"] == "wrong admin key"
+
+
+async def test_the_card_says_why_a_consenting_customer_gets_no_marketing(
+    api: Api, shop: Shop
+) -> None:
+    await api.post(
+        "/v1/identify",
+        {"userId": "c-1", "traits": {"email": "Ana@Example.com", "marketing_consent": True}},
+    )
+    with shop.sessions() as session:
+        session.add(Suppression(customer_id="c-1", reason="unsubscribed", source="link"))
+        session.add(Suppression(email="ana@example.com", reason="bounced", source="sendgrid"))
+        session.add(Suppression(email="someone@else.com", reason="bounced", source="sendgrid"))
+        session.commit()
+
+    card = (await api.get("/v1/customers/c-1", headers=ADMIN)).json()
+    suppressed = [(s["reason"], s["source"], s["email"]) for s in card["consent"]["suppressed"]]
+    assert card["consent"]["marketing"] is True
+    assert suppressed == [
+        ("unsubscribed", "link", None),
+        ("bounced", "sendgrid", "ana@example.com"),
+    ]
 
 
 async def test_an_unknown_customer_is_404(api: Api) -> None:
