@@ -27,10 +27,11 @@ from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect, missing_search_attributes
 from workflows.abandoned_cart import AbandonedCartWorkflow
+from workflows.welcome import WelcomeWorkflow
 
 log = logging.getLogger("triggermail.worker")
 
-WORKFLOWS = [AbandonedCartWorkflow]
+WORKFLOWS = [AbandonedCartWorkflow, WelcomeWorkflow]
 
 
 class ConfigError(Exception):

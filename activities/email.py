@@ -233,14 +233,18 @@ def _guard(
     if suppressed is not None:
         return suppressed
     # The signal that ends a journey on purchase can be lost; the store cannot.
-    ordered = session.scalar(
-        select(Order.id)
-        .where(
-            Order.customer_id == customer.id,
-            Order.placed_at >= request.entered_at,
-            Order.status == "completed",
+    ordered = (
+        session.scalar(
+            select(Order.id)
+            .where(
+                Order.customer_id == customer.id,
+                Order.placed_at >= request.entered_at,
+                Order.status == "completed",
+            )
+            .limit(1)
         )
-        .limit(1)
+        if request.ends_on_purchase
+        else None
     )
     if ordered is not None:
         return "converted"

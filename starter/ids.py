@@ -15,7 +15,12 @@ def abandoned_cart_id(customer_id: str) -> str:
     return f"abandoned-cart/{customer_id}"
 
 
-CUSTOMER_JOURNEYS = {"abandoned_cart": abandoned_cart_id}
+def welcome_id(customer_id: str) -> str:
+    """One welcome per customer, ever: the start refuses this ID once it has been used."""
+    return f"welcome/{customer_id}"
+
+
+CUSTOMER_JOURNEYS = {"abandoned_cart": abandoned_cart_id, "welcome": welcome_id}
 """Every journey that runs at most once per customer, by its name in the journeys TOML."""
 
 

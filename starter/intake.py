@@ -9,6 +9,7 @@ routes it again, and a retry of a routed one changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,13 @@ from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityE
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.events import (
@@ -33,12 +40,13 @@ from starter.events import (
     SegmentEvent,
     parse_event,
 )
-from starter.ids import abandoned_cart_id
+from starter.ids import abandoned_cart_id, welcome_id
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (
     Cart,
     CartLine,
     Customer,
+    EmailSend,
     Event,
     Identity,
     Order,
@@ -49,7 +57,8 @@ from triggermail.store import (
 )
 from workflows.abandoned_cart import AbandonedCartWorkflow
 from workflows.search_attributes import CUSTOMER_ID, JOURNEY
-from workflows.types import AbandonedCartInput, CartActivity, JourneyExit
+from workflows.types import AbandonedCartInput, CartActivity, JourneyExit, WelcomeInput
+from workflows.welcome import WelcomeWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,18 @@ class EnterCartJourney:
 
 
 @dataclass(frozen=True)
+class EnterWelcome:
+    customer_id: str
+    at: datetime
+    event_id: str
+    timezone: str | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        return welcome_id(self.customer_id)
+
+
+@dataclass(frozen=True)
 class ExitJourney:
     workflow_id: str
     reason: str
@@ -86,7 +107,8 @@ class ExitJourney:
     ref: str | None = None
 
 
-Route = EnterCartJourney | ExitJourney
+Enter = EnterCartJourney | EnterWelcome
+Route = Enter | ExitJourney
 
 
 @dataclass
@@ -185,9 +207,7 @@ class Intake:
             else:
                 result = IntakeResult(message_id=s.message_id, duplicate=not s.fresh)
                 for route in s.routes:
-                    target = (
-                        result.started if isinstance(route, EnterCartJourney) else result.signalled
-                    )
+                    target = result.started if isinstance(route, Enter) else result.signalled
                     target.append(route.workflow_id)
                 outcomes.append(result)
         return outcomes
@@ -509,6 +529,41 @@ class Intake:
         """What the stored event asks of Temporal, read from the store as it now is."""
         if customer_id is None:
             return []  # a visitor nobody has named yet: no one to write to
+        return [
+            *self._cart_routes(session, event, at, customer_id),
+            *self._welcome_routes(session, event, at, customer_id),
+        ]
+
+    def _welcome_routes(
+        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str
+    ) -> list[Route]:
+        """A sign-up, or an ``identify`` of someone who can be mailed: welcome them, once."""
+        journey = self.journeys.welcome
+        if journey is None or not journey.enabled:
+            return []
+        if not (event.type == "identify" or (event.type == "track" and event.event == "Signed Up")):
+            return []
+        customer = _lookup(session, Customer, customer_id)
+        if customer is None or not customer.email or not customer.marketing_consent:
+            # Starting now would end at the send guard and use up the one welcome; the
+            # identify that brings the address and consent starts it instead.
+            return []
+        if self.clock() - at > journey.horizon():
+            return []  # history being imported: a welcome years late is no welcome
+        # Temporal refuses a second start of the welcome ID while it remembers the first;
+        # the ledger remembers beyond the namespace's retention.
+        welcomed = session.scalar(
+            select(EmailSend.id)
+            .where(EmailSend.customer_id == customer_id, EmailSend.journey == "welcome")
+            .limit(1)
+        )
+        if welcomed is not None:
+            return []
+        return [EnterWelcome(customer_id, at, event.message_id or "", customer.timezone)]
+
+    def _cart_routes(
+        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str
+    ) -> list[Route]:
         name = event.event if event.type == "track" else None
         journey = self.journeys.abandoned_cart
         if name == "Order Completed":
@@ -594,6 +649,9 @@ class Intake:
         return failed
 
     async def _route(self, route: Route) -> None:
+        if isinstance(route, EnterWelcome):
+            await self._start_welcome(route)
+            return
         if isinstance(route, EnterCartJourney):
             await self.client.start_workflow(
                 AbandonedCartWorkflow.run,
@@ -631,6 +689,32 @@ class Intake:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise  # NOT_FOUND: no journey running, nothing to end
+
+    async def _start_welcome(self, route: EnterWelcome) -> None:
+        # One welcome per customer ever: a re-identify or a second sign-up finds the ID
+        # running or used (WorkflowAlreadyStartedError), and that is the answer.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                WelcomeWorkflow.run,
+                WelcomeInput(
+                    customer_id=route.customer_id,
+                    entered_at=route.at,
+                    entry_event_id=route.event_id,
+                    spec=self.journeys.spec("welcome"),
+                    timezone=route.timezone,
+                ),
+                id=route.workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"Welcome · customer {route.customer_id}",
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(CUSTOMER_ID, route.customer_id),
+                        SearchAttributePair(JOURNEY, "welcome"),
+                    ]
+                ),
+                rpc_timeout=RPC_TIMEOUT,
+            )
 
 
 @dataclass(frozen=True)

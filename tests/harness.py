@@ -36,6 +36,15 @@ from workflows.types import JourneyResult
 GUARDRAILS_OFF = Guardrails(min_hours_between=0, max_per_week=0, quiet_hours=None)
 
 
+def without_welcome(journeys: JourneysConfig) -> JourneysConfig:
+    """The journeys with the welcome off: the other journeys' tests see their e-mails only."""
+    if journeys.welcome is None:
+        return journeys
+    return journeys.model_copy(
+        update={"welcome": journeys.welcome.model_copy(update={"enabled": False})}
+    )
+
+
 @dataclass
 class Delivered:
     """One e-mail as its recipient sees it, with the simulated time it went out."""
@@ -57,14 +66,17 @@ class Shop:
         journeys: JourneysConfig | None = None,
         sendgrid_url: str | None = None,
         guardrails: Guardrails | None = None,
+        welcome: bool = False,
     ) -> None:
         self.env = env
         self.engine = make_engine(database_url)
         self.sessions = make_session_factory(self.engine)
         # The time-skipping server starts at the wall clock's time of day: quiet hours and
         # the cap would make every journey's timings depend on when the suite runs. They
-        # are off unless a test hands them in.
-        self.journeys = (journeys or load_journeys()).model_copy(
+        # are off unless a test hands them in. So is the welcome unless a test asks for it:
+        # its e-mails would join every other journey's.
+        journeys = journeys or load_journeys()
+        self.journeys = (journeys if welcome else without_welcome(journeys)).model_copy(
             update={"guardrails": guardrails or GUARDRAILS_OFF}
         )
         self.task_queue = f"tq-{uuid.uuid4()}"

@@ -40,6 +40,20 @@ def test_packaged_defaults_match_the_product_brief() -> None:
     spec = journeys.spec("abandoned_cart")
     assert [(s.name, s.after_s) for s in spec.steps] == [("reminder", 1800), ("incentive", 86400)]
     assert spec.steps[1].coupon_percent == 10
+    welcome = journeys.spec("welcome")
+    assert [(s.name, s.after_s) for s in welcome.steps] == [
+        ("welcome", 0),
+        ("discover", 86400),
+        ("account", 2 * 86400),
+    ]
+
+
+def test_a_journeys_file_without_a_welcome_has_it_off(tmp_path: Path) -> None:
+    text = DEFAULTS.read_text()
+    path = tmp_path / "journeys.toml"
+    path.write_text(text[: text.index("[welcome]")])
+    journeys = load_journeys(path)
+    assert journeys.welcome is None and "welcome" not in journeys.enabled()
 
 
 def _write(tmp_path: Path, old: str, new: str) -> Path:

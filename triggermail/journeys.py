@@ -235,10 +235,16 @@ class JourneysConfig(_Strict):
     shop: Shop
     guardrails: Guardrails = Guardrails()
     abandoned_cart: Journey
+    welcome: Journey | None = None
+    """Absent from older files: off."""
 
     def spec(self, journey: str) -> JourneySpec:
         config: Journey = getattr(self, journey)
         return JourneySpec(name=journey, steps=[step.spec() for step in config.steps])
+
+    def is_enabled(self, journey: str) -> bool:
+        config: Journey | None = getattr(self, journey, None)
+        return config is not None and config.enabled
 
     @classmethod
     def journey_names(cls) -> list[str]:
@@ -246,11 +252,7 @@ class JourneysConfig(_Strict):
         return [name for name in cls.model_fields if name in JOURNEY_NAMES]
 
     def enabled(self) -> dict[str, Journey]:
-        return {
-            name: getattr(self, name)
-            for name in self.journey_names()
-            if getattr(self, name).enabled
-        }
+        return {name: getattr(self, name) for name in self.journey_names() if self.is_enabled(name)}
 
 
 def _default_text() -> tuple[str, str]:

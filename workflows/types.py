@@ -50,6 +50,20 @@ class AbandonedCartInput:
     """The customer's IANA timezone at entry, to show operators local send times."""
 
 
+@dataclass
+class WelcomeInput:
+    """Start of one customer's welcome journey: at most one per customer, ever."""
+
+    customer_id: str
+    entered_at: datetime
+    """When the sign-up or consenting ``identify`` happened (the event's timestamp)."""
+    entry_event_id: str
+    """``messageId`` of that event; keys the journey's sends."""
+    spec: JourneySpec
+    timezone: str | None = None
+    """The customer's IANA timezone at entry, to show operators local send times."""
+
+
 @dataclass(frozen=True)
 class CartActivity:
     """Signal: the customer changed the cart (the quiet window starts again)."""
@@ -128,6 +142,9 @@ class SendEmailInput:
     may_defer: bool = False
     """The journey can wait for the frequency cap or quiet hours (answer ``deferred``).
     Journeys that predate guardrails cannot, and their e-mails go as before."""
+    ends_on_purchase: bool = True
+    """An order placed since entry stops the e-mail (``converted``). A welcome is not
+    about a purchase, so a customer who buys still gets the rest of it."""
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ def test_the_packaged_defaults_are_the_issue_defaults() -> None:
     assert guardrails.quiet_hours == NIGHT
     assert guardrails.max_deferral == timedelta(days=3)
     assert guardrails.priority_of("abandoned_cart") == 10
-    assert guardrails.priority_of("welcome") == 0
+    assert guardrails.priority_of("welcome") == 5  # below the cart: its follow-ups can wait
+    assert guardrails.priority_of("birthday") == 0
 
 
 def test_each_guardrail_switches_off(tmp_path: Path) -> None:

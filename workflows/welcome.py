@@ -1,0 +1,54 @@
+"""Welcome: a new customer gets how to use the shop now, then follow-ups a few days apart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.journey import STOP_REASONS, Journey
+    from workflows.types import JourneyResult, SendEmailInput, WelcomeInput
+
+
+@workflow.defn
+class WelcomeWorkflow(Journey):
+    """One customer's welcome (ID: ``welcome/<customer id>``, used once per customer ever).
+
+    Steps come from the journeys TOML, snapshotted at entry (by default: welcome at
+    once, follow-ups 1 and 3 days later). A purchase does not end it: a welcome is
+    not about one.
+
+    Signals:
+        ``exit(JourneyExit)``: unsubscribe or an operator's cancel — ends it now.
+    Queries:
+        ``status() -> JourneyStatus``.
+    """
+
+    journey_name = "welcome"
+    title = "Welcome"
+
+    @workflow.run
+    async def run(self, input: WelcomeInput) -> JourneyResult:
+        self.begin(
+            customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
+        )
+        due = input.entered_at
+        for step in input.spec.steps:
+            due += timedelta(seconds=step.after_s)
+            if not await self.wait_for(step, due, why="an unsubscribe"):
+                break
+            result = await self.send(
+                SendEmailInput(
+                    idempotency_key=self.send_key(input.entry_event_id, step),
+                    customer_id=input.customer_id,
+                    journey=self.journey_name,
+                    step=step,
+                    workflow_id=workflow.info().workflow_id,
+                    entered_at=input.entered_at,
+                    ends_on_purchase=False,
+                )
+            )
+            if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
+                return self.finish(result.reason)
+        return self.finish(self.exited.reason if self.exited else "completed")
