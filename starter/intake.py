@@ -670,12 +670,7 @@ class Intake:
                 start_signal="cart_activity",
                 start_signal_args=[CartActivity(cart_id=route.cart_id, at=route.at)],
                 static_summary=f"Abandoned cart · customer {route.customer_id}",
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CUSTOMER_ID, route.customer_id),
-                        SearchAttributePair(JOURNEY, "abandoned_cart"),
-                    ]
-                ),
+                search_attributes=_journey_attributes("abandoned_cart", route.customer_id),
                 rpc_timeout=RPC_TIMEOUT,
             )
             return
@@ -707,12 +702,7 @@ class Intake:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=f"Welcome · customer {route.customer_id}",
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(CUSTOMER_ID, route.customer_id),
-                        SearchAttributePair(JOURNEY, "welcome"),
-                    ]
-                ),
+                search_attributes=_journey_attributes("welcome", route.customer_id),
                 rpc_timeout=RPC_TIMEOUT,
             )
 
@@ -867,6 +857,13 @@ def _transient(err: RPCError) -> bool:
 def _db_reason(err: Exception) -> str:
     orig = getattr(err, "orig", None)
     return str(orig or err).strip().splitlines()[0]
+
+
+def _journey_attributes(journey: str, customer_id: str) -> TypedSearchAttributes:
+    """What a journey starts with, so operators find it by customer at once."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY, journey)]
+    )
 
 
 def _enter(

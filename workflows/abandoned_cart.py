@@ -8,12 +8,11 @@ from functools import partial
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.journey import STOP_REASONS, Journey
+    from workflows.journey import Journey
     from workflows.types import (
         AbandonedCartInput,
         CartActivity,
         JourneyResult,
-        SendEmailInput,
         StepSpec,
     )
 
@@ -79,17 +78,12 @@ class AbandonedCartWorkflow(Journey):
                 ready = await self.wait_for(step, due, why="a purchase")
             if not ready:
                 break
-            result = await self.send(
-                SendEmailInput(
-                    idempotency_key=self.send_key(input.entry_event_id, step),
-                    customer_id=input.customer_id,
-                    journey=self.journey_name,
-                    step=step,
-                    workflow_id=workflow.info().workflow_id,
-                    entered_at=input.entered_at,
-                    cart_id=self.cart_id,
-                )
+            stop = await self.send_step(
+                step,
+                entry_event_id=input.entry_event_id,
+                entered_at=input.entered_at,
+                cart_id=self.cart_id,
             )
-            if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
-                return self.finish(result.reason)
+            if stop is not None:
+                return self.finish(stop)
         return self.finish(self.exited.reason if self.exited else "completed")

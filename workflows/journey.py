@@ -218,6 +218,32 @@ class Journey:
         )
         return result
 
+    async def send_step(
+        self,
+        step: StepSpec,
+        *,
+        entry_event_id: str,
+        entered_at: datetime,
+        cart_id: str | None = None,
+        ends_on_purchase: bool = True,
+    ) -> str | None:
+        """Send a step's e-mail; the reason the journey must end now, or None to go on."""
+        result = await self.send(
+            SendEmailInput(
+                idempotency_key=self.send_key(entry_event_id, step),
+                customer_id=self.customer_id,
+                journey=self.journey_name,
+                step=step,
+                workflow_id=workflow.info().workflow_id,
+                entered_at=entered_at,
+                cart_id=cart_id,
+                ends_on_purchase=ends_on_purchase,
+            )
+        )
+        if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
+            return result.reason
+        return None
+
     def send_key(self, entry_id: str, step: StepSpec) -> str:
         """Idempotency key of a step's e-mail: one per journey entry and step."""
         return f"{workflow.info().workflow_id}/{entry_id}/{step.name}"

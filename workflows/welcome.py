@@ -7,8 +7,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.journey import STOP_REASONS, Journey
-    from workflows.types import JourneyResult, SendEmailInput, WelcomeInput
+    from workflows.journey import Journey
+    from workflows.types import JourneyResult, WelcomeInput
 
 
 @workflow.defn
@@ -38,17 +38,12 @@ class WelcomeWorkflow(Journey):
             due += timedelta(seconds=step.after_s)
             if not await self.wait_for(step, due, why="an unsubscribe"):
                 break
-            result = await self.send(
-                SendEmailInput(
-                    idempotency_key=self.send_key(input.entry_event_id, step),
-                    customer_id=input.customer_id,
-                    journey=self.journey_name,
-                    step=step,
-                    workflow_id=workflow.info().workflow_id,
-                    entered_at=input.entered_at,
-                    ends_on_purchase=False,
-                )
+            stop = await self.send_step(
+                step,
+                entry_event_id=input.entry_event_id,
+                entered_at=input.entered_at,
+                ends_on_purchase=False,
             )
-            if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
-                return self.finish(result.reason)
+            if stop is not None:
+                return self.finish(stop)
         return self.finish(self.exited.reason if self.exited else "completed")
