@@ -1,17 +1,21 @@
 """The triggermail worker: every journey workflow and activity, listed explicitly.
 
 ``triggermail worker`` runs it; tests and ``triggermail dev`` build the same worker
-through :func:`build_worker` around their own client and transport.
+through :func:`build_worker` around their own client and transport. It polls two task
+queues: the journeys' own, and beside it the send activities' (rate-limited for all
+workers together, so the SendGrid plan's limit holds however many processes run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -21,6 +25,7 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities
 from activities.rendering import Renderer
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
+from starter.ids import email_task_queue
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
@@ -50,6 +55,28 @@ def make_transport(settings: Settings) -> MailTransport:
     return OutboxTransport(settings.outbox_dir)
 
 
+class Workers:
+    """The journeys' worker and the send worker, started, run and stopped together."""
+
+    def __init__(self, *workers: Worker) -> None:
+        self.workers = workers
+        self._stack = contextlib.AsyncExitStack()
+
+    async def run(self) -> None:
+        """Poll until cancelled; one worker failing stops the other."""
+        async with asyncio.TaskGroup() as tasks:
+            for worker in self.workers:
+                tasks.create_task(worker.run())
+
+    async def __aenter__(self) -> Workers:
+        for worker in self.workers:
+            await self._stack.enter_async_context(worker)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._stack.__aexit__(*exc)
+
+
 def build_worker(
     client: Client,
     *,
@@ -60,7 +87,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
     renderer: Renderer | None = None,
     clock: Callable[[], datetime] = utcnow,
-) -> Worker:
+) -> Workers:
     """A worker for every journey; templates are checked first, so a broken one stops it here.
 
     Raises:
@@ -82,14 +109,25 @@ def build_worker(
         clock=clock,
         links=UnsubscribeLinks(secret=secret, public_url=settings.public_url),
     )
-    return Worker(
+    journeys_worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        # Journeys that scheduled their sends before the send queue existed still do so here.
         activities=[email.send_email],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
     )
+    send_worker = Worker(
+        client,
+        task_queue=email_task_queue(settings.task_queue),
+        activities=[email.send_email],
+        activity_executor=executor,
+        max_concurrent_activities=settings.activity_threads,
+        # Enforced by the server for the whole queue, whichever worker polls it.
+        max_task_queue_activities_per_second=settings.sends_per_second or None,
+    )
+    return Workers(journeys_worker, send_worker)
 
 
 async def check_search_attributes(client: Client) -> None:
@@ -130,7 +168,12 @@ async def run_worker(settings: Settings, *, client: Client | None = None) -> Non
         )
         # What start-up built (templates, catalogs, clients) lives for good: GC skips it.
         gc.freeze()
-        log.info("worker polling task queue %r", settings.task_queue)
+        log.info(
+            "worker polling task queues %r and %r (at most %s e-mails/s)",
+            settings.task_queue,
+            email_task_queue(settings.task_queue),
+            settings.sends_per_second or "unlimited",
+        )
         try:
             await worker.run()
         finally:

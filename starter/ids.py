@@ -10,6 +10,15 @@ from __future__ import annotations
 DEFAULT_TASK_QUEUE = "triggermail"
 
 
+def email_task_queue(task_queue: str) -> str:
+    """The send activities' own queue beside a journeys' queue.
+
+    Kept apart so one ``max_task_queue_activities_per_second`` holds the SendGrid plan's
+    rate across every worker, without slowing the journeys' own workflow tasks.
+    """
+    return f"{task_queue}-email"
+
+
 def abandoned_cart_id(customer_id: str) -> str:
     """One abandoned-cart journey per customer at a time: their latest cart."""
     return f"abandoned-cart/{customer_id}"

@@ -21,7 +21,6 @@ from temporalio import activity
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter import Intake, IntakeResult
@@ -30,7 +29,7 @@ from tests.pii import history_text, personal_data_in
 from triggermail.journeys import Guardrails, JourneysConfig, load_journeys
 from triggermail.settings import Settings
 from triggermail.store import Customer, EmailSend, make_engine, make_session_factory
-from worker import build_worker
+from worker import Workers, build_worker
 from workflows.types import JourneyResult
 
 GUARDRAILS_OFF = Guardrails(min_hours_between=0, max_per_week=0, quiet_hours=None)
@@ -97,7 +96,8 @@ class Shop:
             clock=self.now_sync,
         )
         self.executor = ThreadPoolExecutor(self.settings.activity_threads)
-        self.worker: Worker | None = None
+        # The journeys' worker and the send worker beside it, as `triggermail worker` runs.
+        self.worker: Workers | None = None
         self._virtual_now = datetime.now(UTC)
         self.touched: set[str] = set()
 

@@ -46,3 +46,6 @@ class Settings(BaseSettings):
     metrics_address: str = "0.0.0.0:9464"
     """Where the worker serves Prometheus metrics (Temporal SDK's and the journeys'); empty: off."""
     activity_threads: int = 16
+    sends_per_second: float = 50.0
+    """E-mails handed to the provider per second across all workers (Temporal enforces it on
+    the send task queue); keep it under the SendGrid plan's limit. 0: no limit."""

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     # Passed through so their datetime hints are the real datetime class: the sandbox's
     # restricted copy would not decode as one.
     from activities.email import EmailActivities
+    from starter.ids import email_task_queue
     from triggermail.durations import format_duration
     from triggermail.localtime import utc_and_local
     from workflows.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
@@ -196,10 +197,18 @@ class Journey:
     async def _send_once(self, request: SendEmailInput) -> SendResult | None:
         self.state, self.waiting_for = "sending", None
         self._publish()
+        # Sends moved to their own rate-limited queue; journeys that already scheduled one
+        # on the journeys' queue keep scheduling there, as their histories say.
+        queue = (
+            email_task_queue(workflow.info().task_queue)
+            if workflow.patched("email-task-queue")
+            else None
+        )
         try:
             result: SendResult = await workflow.execute_activity_method(
                 EmailActivities.send_email,
                 request,
+                task_queue=queue,
                 start_to_close_timeout=SEND_TIMEOUT,
                 schedule_to_close_timeout=SEND_DEADLINE,
                 retry_policy=SEND_RETRY,

@@ -14,7 +14,7 @@ from temporalio.worker import Replayer, Worker
 
 from activities.email import EmailActivities
 from activities.rendering import Renderer
-from starter.ids import abandoned_cart_id
+from starter.ids import abandoned_cart_id, email_task_queue
 from tests.harness import GUARDRAILS_OFF, Shop
 from tests.workflows.rival import RivalJourney
 from triggermail.journeys import Guardrails, JourneysConfig, QuietHours, load_journeys
@@ -63,12 +63,21 @@ async def rival_worker(capped: Shop) -> AsyncIterator[str]:
         clock=capped.now_sync,
     )
     queue = f"{capped.task_queue}-rival"
-    async with Worker(
-        capped.env.client,
-        task_queue=queue,
-        workflows=[RivalJourney],
-        activities=[email.send_email],
-        activity_executor=capped.executor,
+    async with (
+        Worker(
+            capped.env.client,
+            task_queue=queue,
+            workflows=[RivalJourney],
+            activities=[email.send_email],
+            activity_executor=capped.executor,
+        ),
+        # Journeys schedule their sends on the send queue beside their own.
+        Worker(
+            capped.env.client,
+            task_queue=email_task_queue(queue),
+            activities=[email.send_email],
+            activity_executor=capped.executor,
+        ),
     ):
         yield queue
 
