@@ -32,11 +32,22 @@ from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect, missing_search_attributes
 from workflows.abandoned_cart import AbandonedCartWorkflow
+from workflows.browse_abandonment import BrowseAbandonmentWorkflow
+from workflows.post_purchase import PostPurchaseWorkflow
+from workflows.replenishment import ReplenishmentWorkflow
+from workflows.review_request import ReviewRequestWorkflow
 from workflows.welcome import WelcomeWorkflow
 
 log = logging.getLogger("triggermail.worker")
 
-WORKFLOWS = [AbandonedCartWorkflow, WelcomeWorkflow]
+WORKFLOWS = [
+    AbandonedCartWorkflow,
+    BrowseAbandonmentWorkflow,
+    PostPurchaseWorkflow,
+    ReviewRequestWorkflow,
+    ReplenishmentWorkflow,
+    WelcomeWorkflow,
+]
 
 
 class ConfigError(Exception):

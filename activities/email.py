@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.content import Content, content_context, journey_content
 from activities.guardrails import Hold, hold, lock_customer, suppression
 from activities.rendering import Renderer, TemplateError
 from activities.transports import (
@@ -83,6 +84,11 @@ class EmailActivities:
                 else None
             )
             reason = _guard(session, request, customer, cart)
+            content = Content()
+            if reason is None:
+                assert customer is not None
+                content = journey_content(session, self.journeys, request, customer, cart)
+                reason = content.stop
             now = self.clock()
             if row is None:
                 row = EmailSend(
@@ -148,6 +154,7 @@ class EmailActivities:
                         journey=request.journey,
                         step=request.step.name,
                         unsubscribe_url=self.links.url(row.id),
+                        content=content,
                     ),
                     locale=customer.locale,
                 )
@@ -157,6 +164,7 @@ class EmailActivities:
                 raise ApplicationError(str(err), type="TemplateError", non_retryable=True) from err
             row.to_email, row.subject = customer.email, rendered.subject
             row.coupon_code = coupon.code if coupon else None
+            row.products = content.record()
             row.status, row.attempts = "attempting", row.attempts + 1
             row.attempted_at = now
             session.commit()
@@ -266,11 +274,13 @@ def render_context(
     journey: str,
     step: str,
     unsubscribe_url: str | None = None,
+    content: Content | None = None,
 ) -> dict[str, Any]:
     """What a step's templates read, from the store's rows; ``triggermail preview`` uses it too.
 
     ``unsubscribe_url`` is the e-mail's signed link; previews, which have none, show the
-    shop's preferences page.
+    shop's preferences page. ``content`` is the journey's products and order
+    (:func:`activities.content.journey_content`).
     """
     shop = journeys.shop
     context: dict[str, Any] = {
@@ -285,6 +295,12 @@ def render_context(
         "cart": None,
         "coupon": None,
         "now": now,
+        **content_context(content or Content(), shop.url, shop.currency),
+        "review_bonus": (
+            journeys.review_request.bonus
+            if journey == "review_request" and journeys.review_request
+            else None
+        ),
     }
     if cart is not None:
         lines = []

@@ -42,13 +42,16 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from starter.intake import EnterCartJourney, Intake
+from starter.ids import abandoned_cart_id
+from starter.intake import Intake
+from starter.routing import StartJourney, deliver
 from triggermail.api import create_app
 from triggermail.journeys import load_journeys
 from triggermail.migrate import upgrade
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory
 from triggermail.temporal import binary, register_search_attributes
+from workflows.types import AbandonedCartInput, CartActivity
 
 WRITE_KEY = "bench"
 BATCH = 100
@@ -131,7 +134,18 @@ async def raw_journeys(intake: Intake, events: int) -> float:
     async def one(i: int) -> None:
         async with limit:
             # The intake's own start call, so this stays what ours sends.
-            await intake._route(EnterCartJourney(f"{run}-c{i}", f"{run}-k{i}", now, f"m{i}"))
+            customer, cart = f"{run}-c{i}", f"{run}-k{i}"
+            route = StartJourney(
+                journey="abandoned_cart",
+                workflow_id=abandoned_cart_id(customer),
+                customer_id=customer,
+                input=AbandonedCartInput(
+                    customer, cart, now, f"m{i}", intake.journeys.spec("abandoned_cart")
+                ),
+                signal="cart_activity",
+                signal_arg=CartActivity(cart_id=cart, at=now),
+            )
+            await deliver(intake.client, route, task_queue=intake.task_queue)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(events)))

@@ -79,6 +79,10 @@ class ProductProps(_Open):
     image_url: str | None = None
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     cart_id: Id | None = None
+    stock: int | None = Field(default=None, ge=0, le=2_000_000_000)
+    """Not in Segment's spec: units in stock, for recommendations (0 = never shown)."""
+    repurchase_days: int | None = Field(default=None, ge=1, le=3650)
+    """Not in Segment's spec: how many days one lasts, for the replenishment journey."""
 
     @model_validator(mode="before")
     @classmethod

@@ -29,10 +29,36 @@ def welcome_id(customer_id: str) -> str:
     return f"welcome/{customer_id}"
 
 
-CUSTOMER_JOURNEYS = {"abandoned_cart": abandoned_cart_id, "welcome": welcome_id}
+def browse_abandonment_id(customer_id: str) -> str:
+    """One browse abandonment per customer at a time: the views of one visit."""
+    return f"browse-abandonment/{customer_id}"
+
+
+def post_purchase_id(order_id: str) -> str:
+    """One post-purchase journey per order, ever."""
+    return f"post-purchase/{order_id}"
+
+
+def review_request_id(order_id: str) -> str:
+    """One review request per order, ever."""
+    return f"review-request/{order_id}"
+
+
+def replenishment_id(customer_id: str, key: str) -> str:
+    """One replenishment per customer and product (or ``category:<name>``): a repurchase
+    restarts its cycle."""
+    return f"replenishment/{customer_id}/{key}"
+
+
+CUSTOMER_JOURNEYS = {
+    "abandoned_cart": abandoned_cart_id,
+    "browse_abandonment": browse_abandonment_id,
+    "welcome": welcome_id,
+}
 """Every journey that runs at most once per customer, by its name in the journeys TOML."""
 
 
 def customer_journey_ids(customer_id: str) -> dict[str, str]:
-    """Where a customer's journeys run, by journey name: how the customer card finds them."""
+    """Where a customer's one-per-customer journeys run, by journey name (the journeys keyed
+    by order or product are found from the store: ``starter.routing.journeys_of``)."""
     return {name: workflow_id(customer_id) for name, workflow_id in CUSTOMER_JOURNEYS.items()}

@@ -9,62 +9,46 @@ routes it again, and a retry of a routed one changes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, inspect, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.events import (
-    ORDER_EVENTS,
-    PRODUCT_EVENTS,
     EventError,
     ProductProps,
     SegmentEvent,
     parse_event,
 )
-from starter.ids import abandoned_cart_id, welcome_id
+from starter.routing import Route, Router, StartJourney, anonymous_ids_of, deliver
+from starter.rows import lookup, prefetch, remember
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (
     Cart,
     CartLine,
     Customer,
-    EmailSend,
     Event,
     Identity,
     Order,
     OrderLine,
     Product,
+    Review,
     new_id,
     utcnow,
 )
-from workflows.abandoned_cart import AbandonedCartWorkflow
-from workflows.search_attributes import CUSTOMER_ID, JOURNEY
-from workflows.types import AbandonedCartInput, CartActivity, JourneyExit, WelcomeInput
-from workflows.welcome import WelcomeWorkflow
 
 log = logging.getLogger(__name__)
 
-CART_EVENTS = frozenset({"Product Added", "Product Removed", "Checkout Started"})
-RPC_TIMEOUT = timedelta(seconds=10)
-"""A Temporal call slower than this is answered 503, well before an SDK's own timeout."""
 TRANSIENT_STORE_ERRORS = (DBAPIError, DisconnectionError, PoolTimeout)
 """Store failures a retry can cure: down, locked, overloaded, not migrated yet. A value the
 database refuses (DataError) is one event's fault and is refused with that event instead."""
@@ -72,43 +56,6 @@ database refuses (DataError) is one event's fault and is refused with that event
 
 class IntakeUnavailable(Exception):
     """The store or Temporal cannot take the event now; the caller should retry (HTTP 503)."""
-
-
-@dataclass(frozen=True)
-class EnterCartJourney:
-    customer_id: str
-    cart_id: str
-    at: datetime
-    event_id: str
-    timezone: str | None = None
-
-    @property
-    def workflow_id(self) -> str:
-        return abandoned_cart_id(self.customer_id)
-
-
-@dataclass(frozen=True)
-class EnterWelcome:
-    customer_id: str
-    at: datetime
-    event_id: str
-    timezone: str | None = None
-
-    @property
-    def workflow_id(self) -> str:
-        return welcome_id(self.customer_id)
-
-
-@dataclass(frozen=True)
-class ExitJourney:
-    workflow_id: str
-    reason: str
-    at: datetime
-    ref: str | None = None
-
-
-Enter = EnterCartJourney | EnterWelcome
-Route = Enter | ExitJourney
 
 
 @dataclass
@@ -139,6 +86,7 @@ class Intake:
         self.client = client
         self.journeys = journeys
         self.task_queue = task_queue
+        self.router = Router(journeys, clock)
         self._in_flight = asyncio.Semaphore(routes_in_flight)
 
     async def submit(
@@ -207,7 +155,7 @@ class Intake:
             else:
                 result = IntakeResult(message_id=s.message_id, duplicate=not s.fresh)
                 for route in s.routes:
-                    target = result.started if isinstance(route, Enter) else result.signalled
+                    target = result.started if isinstance(route, StartJourney) else result.signalled
                     target.append(route.workflow_id)
                 outcomes.append(result)
         return outcomes
@@ -263,7 +211,7 @@ class Intake:
                 select(Event).where(Event.message_id.in_(ids[chunk : chunk + 500]))
             )
             known.update((row.message_id, row) for row in rows)
-        _prefetch(session, [event for event in events if event.message_id not in known])
+        prefetch(session, [event for event in events if event.message_id not in known])
         seen: set[str] = set()
         return [self._store_one(session, event, received, known, seen) for event in events]
 
@@ -285,7 +233,7 @@ class Intake:
             if row.routed_at is not None:
                 return _Stored(message_id, fresh=False, routes=[])
             # Stored before, but Temporal never confirmed: route it from the store as it is now.
-            routes = self._routes(session, event, row.timestamp, row.customer_id)
+            routes = self.router.routes(session, event, row.timestamp, row.customer_id)
             if not routes:
                 row.routed_at = self.clock()
             return _Stored(message_id, fresh=False, routes=routes)
@@ -305,7 +253,7 @@ class Intake:
         )
         session.add(row)
         self._apply(session, event, happened, customer_id)
-        routes = self._routes(session, event, happened, customer_id)
+        routes = self.router.routes(session, event, happened, customer_id)
         if not routes:
             row.routed_at = self.clock()
         return _Stored(message_id, fresh=True, routes=routes)
@@ -316,11 +264,11 @@ class Intake:
         """Whose event this is, linking its anonymous ids to the customer when it names one."""
         if event.user_id:
             _ensure_customer(session, event.user_id)
-            for anonymous_id in _anonymous_ids(event):
+            for anonymous_id in anonymous_ids_of(event):
                 _link(session, anonymous_id, event.user_id, at, event.message_id or "")
             return event.user_id
         if event.anonymous_id:
-            identity = _lookup(session, Identity, event.anonymous_id)
+            identity = lookup(session, Identity, event.anonymous_id)
             return identity.customer_id if identity is not None else None
         return None
 
@@ -368,17 +316,35 @@ class Intake:
         elif name == "Order Completed":
             self._order_completed(session, owner, event, at)
         elif name in ("Order Refunded", "Order Cancelled"):
-            order = _lookup(session, Order, event.order().order_id)
+            order = lookup(session, Order, event.order().order_id)
             if order is not None:
                 order.status = "refunded" if name == "Order Refunded" else "cancelled"
+        elif name in ("Order Shipped", "Order Delivered"):
+            order = lookup(session, Order, event.order().order_id)
+            if order is not None:
+                # The first report counts: a repeated scan does not move the delivery.
+                if name == "Order Shipped":
+                    order.shipped_at = order.shipped_at or at
+                else:
+                    order.delivered_at = order.delivered_at or at
         elif name in ("Product Viewed", "Product Reviewed"):
-            _upsert_product(session, event.product(), self.journeys.shop.currency)
+            product = _upsert_product(session, event.product(), self.journeys.shop.currency)
+            if name == "Product Reviewed" and product is not None and owner.customer_id:
+                session.add(
+                    Review(
+                        message_id=event.message_id or new_id(),
+                        customer_id=owner.customer_id,
+                        product_id=product.id,
+                        rating=_rating(event.properties.get("rating")),
+                        reviewed_at=at,
+                    )
+                )
 
     def _cart(self, session: Session, owner: _Owner, cart_id: str | None, at: datetime) -> Cart:
         """The cart an event speaks of: by id, else the owner's open cart, else a new one."""
         cart = None
         if cart_id:
-            cart = _lookup(session, Cart, cart_id, options=[selectinload(Cart.lines)])
+            cart = lookup(session, Cart, cart_id, options=[selectinload(Cart.lines)])
         else:
             cart = session.scalar(
                 select(Cart)
@@ -396,7 +362,7 @@ class Intake:
                 lines=[],
             )
             session.add(cart)
-            _remember(session, Cart, cart.id, cart)
+            remember(session, Cart, cart.id, cart)
         elif cart.status != "open" and at > cart.last_activity_at:
             # A shop that reuses cart ids: a change after the order starts a fresh cart.
             cart.status, cart.lines = "open", []
@@ -488,11 +454,11 @@ class Intake:
     ) -> None:
         props = event.order()
         assert props.order_id is not None  # parse_event requires it
-        order = _lookup(session, Order, props.order_id)
+        order = lookup(session, Order, props.order_id)
         if order is None:
             order = Order(id=props.order_id, placed_at=at, lines=[])
             session.add(order)
-            _remember(session, Order, order.id, order)
+            remember(session, Order, order.id, order)
         order.customer_id = order.customer_id or owner.customer_id
         order.anonymous_id = order.anonymous_id or owner.anonymous_id
         order.status = "completed"
@@ -523,104 +489,6 @@ class Intake:
 
     # -- routing -------------------------------------------------------------------------
 
-    def _routes(
-        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str | None
-    ) -> list[Route]:
-        """What the stored event asks of Temporal, read from the store as it now is."""
-        if customer_id is None:
-            return []  # a visitor nobody has named yet: no one to write to
-        return [
-            *self._cart_routes(session, event, at, customer_id),
-            *self._welcome_routes(session, event, at, customer_id),
-        ]
-
-    def _welcome_routes(
-        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str
-    ) -> list[Route]:
-        """A sign-up, or an ``identify`` of someone who can be mailed: welcome them, once."""
-        journey = self.journeys.welcome
-        if journey is None or not journey.enabled:
-            return []
-        if not (event.type == "identify" or (event.type == "track" and event.event == "Signed Up")):
-            return []
-        customer = _lookup(session, Customer, customer_id)
-        if customer is None or not customer.email or not customer.marketing_consent:
-            # Starting now would end at the send guard and use up the one welcome; the
-            # identify that brings the address and consent starts it instead.
-            return []
-        if self.clock() - at > journey.horizon():
-            return []  # history being imported: a welcome years late is no welcome
-        # Temporal refuses a second start of the welcome ID while it remembers the first;
-        # the ledger remembers beyond the namespace's retention.
-        welcomed = session.scalar(
-            select(EmailSend.id)
-            .where(EmailSend.customer_id == customer_id, EmailSend.journey == "welcome")
-            .limit(1)
-        )
-        if welcomed is not None:
-            return []
-        return [EnterWelcome(customer_id, at, event.message_id or "", customer.timezone)]
-
-    def _cart_routes(
-        self, session: Session, event: SegmentEvent, at: datetime, customer_id: str
-    ) -> list[Route]:
-        name = event.event if event.type == "track" else None
-        journey = self.journeys.abandoned_cart
-        if name == "Order Completed":
-            return [
-                ExitJourney(
-                    abandoned_cart_id(customer_id), "purchase", at, ref=event.order().order_id
-                )
-            ]
-        if not journey.enabled:
-            return []
-        if name in CART_EVENTS:
-            cart_id = (event.order() if name == "Checkout Started" else event.product()).cart_id
-            cart = self._cart_for_route(session, customer_id, cart_id)
-            if cart is None or self.clock() - at > journey.horizon():
-                return []  # history being imported: its journey would already be over
-            if cart.status == "emptied":
-                return [
-                    ExitJourney(abandoned_cart_id(customer_id), "cart_emptied", at, ref=cart.id)
-                ]
-            if cart.status != "open" or not cart.lines:
-                return []
-            return [_enter(session, customer_id, cart, at, event)]
-        anonymous_ids = _anonymous_ids(event) if event.user_id else []
-        if anonymous_ids:
-            # A visitor who filled a cart and then logged in: the cart is theirs now, and its
-            # quiet window counts from its last change, not from the login.
-            cart = session.scalar(
-                select(Cart)
-                .where(
-                    Cart.customer_id == customer_id,
-                    Cart.anonymous_id.in_(anonymous_ids),
-                    Cart.status == "open",
-                )
-                .order_by(Cart.last_activity_at.desc())
-                .options(selectinload(Cart.lines))
-                .limit(1)
-            )
-            if cart is None or not cart.lines:
-                return []
-            if self.clock() - cart.last_activity_at > journey.horizon():
-                return []
-            return [_enter(session, customer_id, cart, cart.last_activity_at, event)]
-        return []
-
-    def _cart_for_route(
-        self, session: Session, customer_id: str, cart_id: str | None
-    ) -> Cart | None:
-        if cart_id:
-            return _lookup(session, Cart, cart_id, options=[selectinload(Cart.lines)])
-        return session.scalar(
-            select(Cart)
-            .where(Cart.customer_id == customer_id)
-            .order_by(Cart.last_activity_at.desc())
-            .options(selectinload(Cart.lines))
-            .limit(1)
-        )
-
     async def _route_all(self, stored: list[_Stored | EventError]) -> dict[int, RPCError]:
         """Route every stored event; returns the events Temporal did not take, by index."""
         journeys: dict[str, list[tuple[int, Route]]] = {}
@@ -636,7 +504,7 @@ class Intake:
                     continue
                 try:
                     async with self._in_flight:
-                        await self._route(route)
+                        await deliver(self.client, route, task_queue=self.task_queue)
                 except RPCError as err:
                     failed[index] = err
                     if _transient(err):
@@ -647,64 +515,6 @@ class Intake:
 
         await asyncio.gather(*(in_order(routes) for routes in journeys.values()))
         return failed
-
-    async def _route(self, route: Route) -> None:
-        if isinstance(route, EnterWelcome):
-            await self._start_welcome(route)
-            return
-        if isinstance(route, EnterCartJourney):
-            await self.client.start_workflow(
-                AbandonedCartWorkflow.run,
-                AbandonedCartInput(
-                    customer_id=route.customer_id,
-                    cart_id=route.cart_id,
-                    entered_at=route.at,
-                    entry_event_id=route.event_id,
-                    spec=self.journeys.spec("abandoned_cart"),
-                    timezone=route.timezone,
-                ),
-                id=route.workflow_id,
-                task_queue=self.task_queue,
-                # A running journey takes the signal; otherwise a new one starts with it.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                start_signal="cart_activity",
-                start_signal_args=[CartActivity(cart_id=route.cart_id, at=route.at)],
-                static_summary=f"Abandoned cart · customer {route.customer_id}",
-                search_attributes=_journey_attributes("abandoned_cart", route.customer_id),
-                rpc_timeout=RPC_TIMEOUT,
-            )
-            return
-        handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(route.workflow_id)
-        try:
-            await handle.signal(
-                AbandonedCartWorkflow.exit,
-                JourneyExit(reason=route.reason, at=route.at, ref=route.ref),
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise  # NOT_FOUND: no journey running, nothing to end
-
-    async def _start_welcome(self, route: EnterWelcome) -> None:
-        # One welcome per customer ever: a re-identify or a second sign-up finds the ID
-        # running or used (WorkflowAlreadyStartedError), and that is the answer.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await self.client.start_workflow(
-                WelcomeWorkflow.run,
-                WelcomeInput(
-                    customer_id=route.customer_id,
-                    entered_at=route.at,
-                    entry_event_id=route.event_id,
-                    spec=self.journeys.spec("welcome"),
-                    timezone=route.timezone,
-                ),
-                id=route.workflow_id,
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"Welcome · customer {route.customer_id}",
-                search_attributes=_journey_attributes("welcome", route.customer_id),
-                rpc_timeout=RPC_TIMEOUT,
-            )
 
 
 @dataclass(frozen=True)
@@ -728,22 +538,16 @@ class _Stored:
     """What Temporal still has to take for this event."""
 
 
-def _anonymous_ids(event: SegmentEvent) -> list[str]:
-    """The anonymous ids a call ties to its userId (an alias names the old one previousId)."""
-    ids = [event.anonymous_id, event.previous_id if event.type == "alias" else None]
-    return list(dict.fromkeys(i for i in ids if i and i != event.user_id))
-
-
 def _link(
     session: Session, anonymous_id: str, customer_id: str, at: datetime, message_id: str
 ) -> None:
-    identity = _lookup(session, Identity, anonymous_id)
+    identity = lookup(session, Identity, anonymous_id)
     if identity is None:
         identity = Identity(
             anonymous_id=anonymous_id, customer_id=customer_id, linked_at=at, message_id=message_id
         )
         session.add(identity)
-        _remember(session, Identity, anonymous_id, identity)
+        remember(session, Identity, anonymous_id, identity)
     elif identity.customer_id == customer_id:
         return  # linked before: what the visitor did since was theirs on arrival
     elif at < identity.linked_at:
@@ -764,90 +568,6 @@ def _link(
         )
 
 
-_KNOWN = "triggermail.known"
-_Row = TypeVar("_Row", Customer, Product, Cart, Order, Identity)
-
-
-def _prefetch(session: Session, events: Sequence[SegmentEvent]) -> None:
-    """Load what a batch's events touch in a few queries, and create the customers and
-    products it names, so applying each event runs no query of its own and its rows reach
-    the database together at commit."""
-    customers = {e.user_id for e in events if e.user_id}
-    anonymous = {i for e in events for i in (e.anonymous_id, e.previous_id) if i}
-    products: dict[str, ProductProps] = {}
-    carts: set[str] = set()
-    orders: set[str] = set()
-    for event in events:
-        if event.type != "track":
-            continue
-        if event.event in PRODUCT_EVENTS:
-            items = [event.product()]
-            cart_id, order_id = items[0].cart_id, None
-        elif event.event in ORDER_EVENTS:
-            order = event.order()
-            items, cart_id, order_id = order.products, order.cart_id, order.order_id
-        else:
-            continue
-        for item in items:
-            if item.product_id:
-                products.setdefault(item.product_id, item)
-        carts.update([cart_id] if cart_id else [])
-        orders.update([order_id] if order_id else [])
-
-    _load(session, Customer, customers)
-    _load(session, Identity, anonymous)
-    _load(session, Cart, carts, selectinload(Cart.lines))
-    _load(session, Order, orders, selectinload(Order.lines))
-    missing = _load(session, Product, set(products))
-    now = utcnow()
-    for customer_id in customers - _known(session, Customer):
-        customer = Customer(
-            id=customer_id, marketing_consent=False, traits={}, created_at=now, updated_at=now
-        )
-        session.add(customer)
-        _remember(session, Customer, customer_id, customer)
-    for product_id in missing:
-        props = products[product_id]
-        product = Product(id=product_id, name=props.name or product_id, updated_at=now)
-        session.add(product)
-        _remember(session, Product, product_id, product)
-    # Rows that reference customers and products have no relationship to order the flush by.
-    session.flush()
-
-
-def _load(session: Session, model: type[_Row], keys: set[str], *options: Any) -> set[str]:
-    """Remember the rows of ``model`` with these keys, and which are absent; returns those."""
-    key = inspect(model).primary_key[0]
-    ordered = sorted(keys)
-    found: dict[str, Any] = {}
-    for chunk in range(0, len(ordered), 500):
-        statement = select(model).where(key.in_(ordered[chunk : chunk + 500])).options(*options)
-        found.update((getattr(row, key.name), row) for row in session.scalars(statement))
-    for value in ordered:
-        _remember(session, model, value, found.get(value))
-    return keys - found.keys()
-
-
-def _known(session: Session, model: type[_Row]) -> set[str]:
-    return {k for k, v in session.info.get(_KNOWN, {}).get(model, {}).items() if v is not None}
-
-
-def _remember(session: Session, model: type[_Row], key: str, row: _Row | None) -> None:
-    # Strong references too: the session's identity map alone would let them go.
-    session.info.setdefault(_KNOWN, {}).setdefault(model, {})[key] = row
-
-
-def _lookup(session: Session, model: type[_Row], key: str | None, **options: Any) -> _Row | None:
-    """``session.get``, answered from what the batch prefetched (absent rows included)."""
-    if key is None:
-        return None
-    known = session.info.get(_KNOWN, {}).get(model)
-    if known is not None and key in known:
-        row: _Row | None = known[key]
-        return row
-    return session.get(model, key, **options)
-
-
 def _transient(err: RPCError) -> bool:
     # INVALID_ARGUMENT will fail the same way on every retry; anything else (unreachable,
     # overloaded, timed out, misconfigured) may pass later, so the client must retry.
@@ -859,28 +579,12 @@ def _db_reason(err: Exception) -> str:
     return str(orig or err).strip().splitlines()[0]
 
 
-def _journey_attributes(journey: str, customer_id: str) -> TypedSearchAttributes:
-    """What a journey starts with, so operators find it by customer at once."""
-    return TypedSearchAttributes(
-        [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY, journey)]
-    )
-
-
-def _enter(
-    session: Session, customer_id: str, cart: Cart, at: datetime, event: SegmentEvent
-) -> EnterCartJourney:
-    customer = session.get(Customer, customer_id)
-    return EnterCartJourney(
-        customer_id, cart.id, at, event.message_id or "", customer.timezone if customer else None
-    )
-
-
 def _dialect_insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _ensure_customer(session: Session, customer_id: str) -> Customer:
-    customer = _lookup(session, Customer, customer_id)
+    customer = lookup(session, Customer, customer_id)
     if customer is not None:
         return customer
     # INSERT … ON CONFLICT DO NOTHING: two events of a new customer may race.
@@ -926,10 +630,18 @@ def _apply_traits(customer: Customer, event: SegmentEvent) -> None:
     }
 
 
+def _rating(value: Any) -> int | None:
+    """Segment's ``rating`` as shops send it: 5, 4.5 or "5"; anything else is no rating."""
+    try:
+        return round(float(value)) if value is not None else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _upsert_product(session: Session, props: ProductProps, currency: str) -> Product | None:
     if not props.product_id:
         return None
-    product = _lookup(session, Product, props.product_id)
+    product = lookup(session, Product, props.product_id)
     if product is None:
         session.execute(
             _dialect_insert(session)(Product)
@@ -948,4 +660,8 @@ def _upsert_product(session: Session, props: ProductProps, currency: str) -> Pro
         value = getattr(props, attr)
         if value:
             setattr(product, attr, value)
+    if props.stock is not None:
+        product.stock = props.stock
+    if props.repurchase_days is not None:
+        product.repurchase_days = props.repurchase_days
     return product

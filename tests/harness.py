@@ -10,6 +10,7 @@ import contextlib
 import email
 import email.policy
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter import Intake, IntakeResult
-from starter.ids import customer_journey_ids
+from starter.routing import journeys_of
 from tests.pii import history_text, personal_data_in
 from triggermail.journeys import Guardrails, JourneysConfig, load_journeys
 from triggermail.settings import Settings
@@ -35,13 +36,15 @@ from workflows.types import JourneyResult
 GUARDRAILS_OFF = Guardrails(min_hours_between=0, max_per_week=0, quiet_hours=None)
 
 
-def without_welcome(journeys: JourneysConfig) -> JourneysConfig:
-    """The journeys with the welcome off: the other journeys' tests see their e-mails only."""
-    if journeys.welcome is None:
-        return journeys
-    return journeys.model_copy(
-        update={"welcome": journeys.welcome.model_copy(update={"enabled": False})}
-    )
+def only(journeys: JourneysConfig, names: Iterable[str]) -> JourneysConfig:
+    """The journeys with all but ``names`` off: a test sees the e-mails of its journeys only."""
+    keep = set(names)
+    changes = {}
+    for name in journeys.journey_names():
+        config = getattr(journeys, name)
+        if config is not None and config.enabled and name not in keep:
+            changes[name] = config.model_copy(update={"enabled": False})
+    return journeys.model_copy(update=changes)
 
 
 @dataclass
@@ -66,16 +69,18 @@ class Shop:
         sendgrid_url: str | None = None,
         guardrails: Guardrails | None = None,
         welcome: bool = False,
+        enabled: Iterable[str] = ("abandoned_cart",),
     ) -> None:
         self.env = env
         self.engine = make_engine(database_url)
         self.sessions = make_session_factory(self.engine)
         # The time-skipping server starts at the wall clock's time of day: quiet hours and
         # the cap would make every journey's timings depend on when the suite runs. They
-        # are off unless a test hands them in. So is the welcome unless a test asks for it:
-        # its e-mails would join every other journey's.
-        journeys = journeys or load_journeys()
-        self.journeys = (journeys if welcome else without_welcome(journeys)).model_copy(
+        # are off unless a test hands them in. So are the journeys a test does not name in
+        # ``enabled`` (``welcome=True`` adds the welcome): their e-mails would join the
+        # e-mails of the journeys under test.
+        names = {*enabled, *(["welcome"] if welcome else [])}
+        self.journeys = only(journeys or load_journeys(), names).model_copy(
             update={"guardrails": guardrails or GUARDRAILS_OFF}
         )
         self.task_queue = f"tq-{uuid.uuid4()}"
@@ -130,7 +135,8 @@ class Shop:
         # Journeys started through other doors (HTTP) are found from the store's customers.
         with self.sessions() as session:
             for customer_id in session.scalars(select(Customer.id)):
-                self.touched.update(customer_journey_ids(customer_id).values())
+                for ids in journeys_of(session, customer_id, self._virtual_now).values():
+                    self.touched.update(ids)
         leaks = await self._personal_data_in_histories()
         # The worker stops first: a journey terminated while the worker holds its workflow
         # task leaves the time-skipping server's clock locked for every later test.

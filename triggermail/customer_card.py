@@ -28,7 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.guardrails import suppressions_of
 from starter.ids import customer_journey_ids
-from triggermail.store import Customer, EmailSend, Event, Identity
+from starter.routing import journey_ids
+from triggermail.store import Customer, EmailSend, Event, Identity, utcnow
 from workflows.types import JourneyStatus
 
 RPC_TIMEOUT = timedelta(seconds=5)
@@ -134,23 +135,32 @@ async def load_card(
     error: str | None = "no Temporal connection"
     if client is not None:
         try:
-            journeys = await running_journeys(client, customer_id)
+            ids = await asyncio.to_thread(journey_ids, session_factory, customer_id, utcnow())
+            journeys = await running_journeys(client, customer_id, ids)
             error = None
         except RPCError as err:
             error = f"Temporal unavailable: {err.message}"
     return stored.model_copy(update={"journeys": journeys, "journeys_error": error})
 
 
-async def running_journeys(client: Client, customer_id: str) -> list[RunningJourney]:
+async def running_journeys(
+    client: Client, customer_id: str, ids: dict[str, list[str]] | None = None
+) -> list[RunningJourney]:
     """The customer's journeys that are running now, with their next step when a worker answers.
+
+    ``ids``: where to look, by journey (``starter.routing.journeys_of``); the
+    one-per-customer journeys when None.
 
     Raises:
         RPCError: Temporal is unreachable.
     """
+    if ids is None:
+        ids = {name: [wid] for name, wid in customer_journey_ids(customer_id).items()}
     found = await asyncio.gather(
         *(
             _running(client, journey, workflow_id)
-            for journey, workflow_id in customer_journey_ids(customer_id).items()
+            for journey, workflow_ids in ids.items()
+            for workflow_id in workflow_ids
         )
     )
     return [journey for journey in found if journey is not None]

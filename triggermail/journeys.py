@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,6 +55,8 @@ class Step(_Strict):
     template: str = Field(min_length=1)
     coupon_percent: int | None = Field(default=None, ge=1, le=100)
     coupon_valid: Duration | None = None
+    recommendations: int = Field(default=0, ge=0, le=12)
+    """How many recommended products to show: same brand or category, bought together."""
 
     @model_validator(mode="after")
     def _coupon_needs_validity(self) -> Step:
@@ -69,6 +71,7 @@ class Step(_Strict):
             template=self.template,
             coupon_percent=self.coupon_percent,
             coupon_valid_s=self.coupon_valid.total_seconds() if self.coupon_valid else None,
+            recommendations=self.recommendations,
         )
 
 
@@ -86,6 +89,53 @@ class Journey(_Strict):
     def horizon(self) -> timedelta:
         """How long after entry the journey's last e-mail is due."""
         return sum((step.after for step in self.steps), timedelta())
+
+
+class BrowseAbandonment(Journey):
+    """Products looked at and left: the first step counts from the last view."""
+
+    window: Duration = timedelta(hours=24)
+    """Views this long before the latest one are forgotten: the e-mail shows a visit."""
+    cool_down: Duration = timedelta(days=7)
+    """A customer mailed by this journey is not entered again for this long."""
+    skip_if_ordered_within: Duration = timedelta(days=10)
+    """Someone who ordered this recently is browsing as a customer: no journey."""
+
+
+class ReviewRequest(Journey):
+    """Asks for reviews of an order's products; the first step counts from delivery."""
+
+    expected_delivery: Duration | None = None
+    """For shops that send no ``Order Delivered``: delivery is assumed this long after the
+    order. Unset: only ``Order Delivered`` starts the journey."""
+    bonus: str | None = Field(default=None, min_length=1, max_length=200)
+    """What a review earns, in the shop's words (``"10 % off your next order"``)."""
+
+
+class Replenishment(Journey):
+    """A product that runs out gets a reminder before it does; steps count from
+    ``cycle - lead`` after the order."""
+
+    lead: Duration = timedelta(days=15)
+    """How long before the product runs out the reminder is due."""
+    match: Literal["product", "category"] = "product"
+    """What a repurchase is: the same product, or any product of its category."""
+    cycles: dict[str, Duration] = Field(default_factory=dict)
+    """Repurchase cycle by product category, for products whose events carry no
+    ``repurchase_days``."""
+
+    @model_validator(mode="after")
+    def _lead_shorter_than_cycles(self) -> Replenishment:
+        for category, cycle in self.cycles.items():
+            if cycle <= self.lead:
+                raise ValueError(f"cycle of {category!r} ({cycle}) is not longer than lead")
+        return self
+
+    def cycle_of(self, repurchase_days: int | None, category: str | None) -> timedelta | None:
+        """The product's repurchase cycle: its own, else its category's; None for none."""
+        if repurchase_days:
+            return timedelta(days=repurchase_days)
+        return self.cycles.get(category) if category else None
 
 
 def _absolute_url(value: str) -> str:
@@ -235,8 +285,13 @@ class JourneysConfig(_Strict):
     shop: Shop
     guardrails: Guardrails = Guardrails()
     abandoned_cart: Journey
+    browse_abandonment: BrowseAbandonment | None = None
+    post_purchase: Journey | None = None
+    review_request: ReviewRequest | None = None
+    replenishment: Replenishment | None = None
     welcome: Journey | None = None
-    """Absent from older files: off."""
+    """Journeys other than the abandoned cart are off when their table is absent (older
+    files)."""
 
     def spec(self, journey: str) -> JourneySpec:
         config: Journey = getattr(self, journey)

@@ -15,11 +15,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from activities.content import journey_content
 from activities.email import render_context
 from activities.rendering import Rendered, Renderer, TemplateError, sample_context
 from triggermail.durations import format_duration
 from triggermail.journeys import Journey, JourneysConfig, Step
-from triggermail.store import Cart, Coupon, Customer
+from triggermail.store import Cart, Coupon, Customer, Event, Order
+from workflows.types import SendEmailInput
 
 PREVIEW_COUPON = "PREVIEW-CODE"
 """Shown where a real send creates a unique code; previews must not create one."""
@@ -102,13 +104,76 @@ def render_customer(
                 created_at=now,
                 expires_at=now + spec.coupon_valid,
             )
-        context = render_context(journeys, customer, cart, coupon, now, journey=journey, step=step)
+        content = journey_content(
+            session,
+            journeys,
+            _request(session, journey, spec, customer_id, now),
+            customer,
+            cart if journey == "abandoned_cart" else None,
+        )
+        if content.stop is not None:
+            raise PreviewError(
+                f"customer {customer_id!r} would not get this e-mail now: {content.stop}"
+            )
+        context = render_context(
+            journeys,
+            customer,
+            cart,
+            coupon,
+            now,
+            journey=journey,
+            step=step,
+            content=content,
+        )
         try:
             return renderer.render(spec.template, context, locale=locale or customer.locale)
         except TemplateError as err:
             if cart is None:
                 raise TemplateError(f"{err}\n(customer {customer_id!r} has no cart)") from err
             raise
+
+
+def _request(
+    session: Session, journey: str, spec: Step, customer_id: str, now: datetime
+) -> SendEmailInput:
+    """What the journey would send this customer now: about their latest order, and the
+    products they viewed or bought last."""
+    order = session.scalar(
+        select(Order)
+        .where(Order.customer_id == customer_id, Order.status == "completed")
+        .order_by(Order.placed_at.desc())
+        .limit(1)
+        .options(selectinload(Order.lines))
+    )
+    order_id = order.id if order and journey in ORDER_JOURNEYS else None
+    product_ids: list[str] = []
+    if journey == "browse_abandonment":
+        views = session.scalars(
+            select(Event.payload)
+            .where(Event.customer_id == customer_id, Event.event == "Product Viewed")
+            .order_by(Event.timestamp.desc())
+            .limit(20)
+        )
+        product_ids = [
+            str(pid)
+            for payload in views
+            if (pid := (payload.get("properties") or {}).get("product_id"))
+        ]
+    elif journey == "replenishment" and order is not None and order.lines:
+        product_ids = [order.lines[0].product_id]
+    return SendEmailInput(
+        idempotency_key="preview",
+        customer_id=customer_id,
+        journey=journey,
+        step=spec.spec(),
+        workflow_id="preview",
+        entered_at=order.placed_at if order_id and order else now,
+        order_id=order_id,
+        product_ids=product_ids,
+    )
+
+
+ORDER_JOURNEYS = frozenset({"post_purchase", "review_request", "replenishment"})
 
 
 def write(rendered: Rendered, out: Path, journey: str, step: str) -> Preview:

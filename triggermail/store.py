@@ -99,6 +99,9 @@ class Product(Base):
     brand: Mapped[str | None] = mapped_column(String(255), index=True)
     category: Mapped[str | None] = mapped_column(String(255), index=True)
     stock: Mapped[int | None] = mapped_column(Integer)
+    """Units the shop has; None when its events never say. Zero: never recommended."""
+    repurchase_days: Mapped[int | None] = mapped_column(Integer)
+    """How long one lasts (a T-shirt: 180): the replenishment journey's cycle."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -139,7 +142,11 @@ class CartLine(Base):
 
 class Order(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_placed", "customer_id", "placed_at"),)
+    __table_args__ = (
+        Index("ix_orders_customer_placed", "customer_id", "placed_at"),
+        # Recommendations count what sold lately: the latest orders, by time.
+        Index("ix_orders_placed", "placed_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
@@ -153,6 +160,8 @@ class Order(Base):
     coupon: Mapped[str | None] = mapped_column(String(64))
     cart_id: Mapped[str | None] = mapped_column(String(255))
     placed_at: Mapped[datetime]
+    shipped_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", cascade="all, delete-orphan"
@@ -161,6 +170,8 @@ class Order(Base):
 
 class OrderLine(Base):
     __tablename__ = "order_lines"
+    # Bought-together counts join order lines on their order.
+    __table_args__ = (Index("ix_order_lines_order", "order_id", "product_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
@@ -169,6 +180,7 @@ class OrderLine(Base):
     price: Mapped[Decimal | None]
 
     order: Mapped[Order] = relationship(back_populates="lines")
+    product: Mapped[Product] = relationship()
 
 
 class Event(Base):
@@ -195,6 +207,20 @@ class Event(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     routed_at: Mapped[datetime | None]
     """Set once Temporal has accepted what the event starts or signals."""
+
+
+class Review(Base):
+    """A ``Product Reviewed`` event: the review request stops asking for that product."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_customer_product", "customer_id", "product_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    product_id: Mapped[str] = mapped_column(String(255))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    reviewed_at: Mapped[datetime]
 
 
 class Identity(Base):
@@ -255,6 +281,8 @@ class EmailSend(Base):
     """While ``pending``: held back by the frequency cap or quiet hours until then."""
     attempted_at: Mapped[datetime | None]
     """When it was handed to the provider: the frequency cap counts from here."""
+    products: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The product ids it showed: ``{"featured": [...], "recommended": [...]}``."""
 
 
 class Suppression(Base):

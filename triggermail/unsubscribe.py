@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.ids import customer_journey_ids
+from starter.routing import journey_ids
 from triggermail.journeys import Shop
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
@@ -101,7 +102,9 @@ def unsubscribe_router(settings: Settings, *, clock: Callable[[], datetime]) -> 
         send_id, customer_id = found
         now = clock()
         await asyncio.to_thread(_suppress, request.app.state.sessions, customer_id, send_id, now)
-        await end_journeys(request.app.state.temporal, customer_id, now)
+        await end_journeys(
+            request.app.state.temporal, customer_id, now, sessions=request.app.state.sessions
+        )
         return _page(
             shop,
             "You are unsubscribed",
@@ -133,9 +136,24 @@ def _suppress(
             session.commit()
 
 
-async def end_journeys(client: Client, customer_id: str, at: datetime) -> None:
-    """Signal every journey of the customer to end; the suppression already stops any send."""
-    for workflow_id in customer_journey_ids(customer_id).values():
+async def end_journeys(
+    client: Client,
+    customer_id: str,
+    at: datetime,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+) -> None:
+    """Signal every journey of the customer to end; the suppression already stops any send.
+
+    With ``sessions``, the journeys of the customer's orders and products too (found from
+    the store); without, the one-per-customer journeys.
+    """
+    ids = (
+        await asyncio.to_thread(journey_ids, sessions, customer_id, at)
+        if sessions is not None
+        else {name: [wid] for name, wid in customer_journey_ids(customer_id).items()}
+    )
+    for workflow_id in [wid for wids in ids.values() for wid in wids]:
         try:
             await client.get_workflow_handle(workflow_id).signal(
                 Journey.exit, JourneyExit(reason="unsubscribed", at=at), rpc_timeout=SIGNAL_TIMEOUT

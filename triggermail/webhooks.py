@@ -91,7 +91,12 @@ def sendgrid_webhook_router(public_key: str, *, clock: Callable[[], datetime]) -
         now = clock()
         counts, leaving = await asyncio.to_thread(record, request.app.state.sessions, events, now)
         await asyncio.gather(
-            *(end_journeys(request.app.state.temporal, customer, now) for customer in leaving)
+            *(
+                end_journeys(
+                    request.app.state.temporal, customer, now, sessions=request.app.state.sessions
+                )
+                for customer in leaving
+            )
         )
         return JSONResponse(counts)
 

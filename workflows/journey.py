@@ -57,6 +57,12 @@ STOP_REASONS = frozenset(
         "dropped",
         "spamreport",
         "sunset",
+        "carted",
+        "order_refunded",
+        "order_cancelled",
+        "reviewed",
+        "repurchased",
+        "nothing_to_show",
     }
 )
 """Guard outcomes after which no later step of the journey can be right either."""
@@ -93,8 +99,12 @@ class Journey:
     @workflow.signal
     def exit(self, signal: JourneyExit) -> None:
         # The first reason wins: a purchase after an unsubscribe changes nothing.
-        if self.exited is None:
+        if self.exited is None and self.accepts(signal):
             self.exited = signal
+
+    def accepts(self, signal: JourneyExit) -> bool:
+        """Whether an exit concerns this journey; one keyed wider than an order overrides it."""
+        return True
 
     @workflow.query
     def status(self) -> JourneyStatus:
@@ -234,6 +244,8 @@ class Journey:
         entry_event_id: str,
         entered_at: datetime,
         cart_id: str | None = None,
+        order_id: str | None = None,
+        product_ids: list[str] | None = None,
         ends_on_purchase: bool = True,
     ) -> str | None:
         """Send a step's e-mail; the reason the journey must end now, or None to go on."""
@@ -247,6 +259,8 @@ class Journey:
                 entered_at=entered_at,
                 cart_id=cart_id,
                 ends_on_purchase=ends_on_purchase,
+                order_id=order_id,
+                product_ids=list(product_ids or []),
             )
         )
         if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:

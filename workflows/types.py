@@ -25,6 +25,8 @@ class StepSpec:
     """Percent off for a unique coupon created with this e-mail; ``None`` for no coupon."""
     coupon_valid_s: float | None = None
     """How long the coupon stays valid after it is created."""
+    recommendations: int = 0
+    """How many recommended products the e-mail shows (looked up when it is sent)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,94 @@ class WelcomeInput:
     """The customer's IANA timezone at entry, to show operators local send times."""
 
 
+@dataclass
+class BrowseAbandonmentInput:
+    """Start of one customer's browse abandonment: products viewed, none added."""
+
+    customer_id: str
+    entered_at: datetime
+    """When the first view of this visit happened."""
+    entry_event_id: str
+    spec: JourneySpec
+    window_s: float
+    """Views this long before the latest are forgotten."""
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """Signal: the customer viewed a product (also the start signal)."""
+
+    product_id: str
+    at: datetime
+
+
+@dataclass
+class PostPurchaseInput:
+    """Start of one order's post-purchase journey: one per order."""
+
+    customer_id: str
+    order_id: str
+    entered_at: datetime
+    """When the order was placed."""
+    entry_event_id: str
+    spec: JourneySpec
+    timezone: str | None = None
+
+
+@dataclass
+class ReviewRequestInput:
+    """Start of one order's review request: one per order."""
+
+    customer_id: str
+    order_id: str
+    entered_at: datetime
+    """When the event that started it happened (the order, or its delivery)."""
+    entry_event_id: str
+    spec: JourneySpec
+    timezone: str | None = None
+    expected_delivery_at: datetime | None = None
+    """For shops without ``Order Delivered``: when the order is assumed to arrive. None:
+    the journey waits for the ``delivered`` signal."""
+
+
+@dataclass(frozen=True)
+class OrderDelivered:
+    """Signal: the order arrived (also the start signal)."""
+
+    at: datetime
+
+
+@dataclass
+class ReplenishmentInput:
+    """Start of one customer's replenishment of one product (or category)."""
+
+    customer_id: str
+    key: str
+    """What a repurchase is matched on: the product id, or ``category:<name>``."""
+    product_id: str
+    order_id: str
+    entered_at: datetime
+    """When the order was placed."""
+    entry_event_id: str
+    due_at: datetime
+    """Order time + the product's cycle - the lead time: the first step counts from here."""
+    spec: JourneySpec
+    timezone: str | None = None
+
+
+@dataclass(frozen=True)
+class Repurchase:
+    """Signal: the customer bought the product again; its cycle starts over from this order
+    (also the start signal)."""
+
+    order_id: str
+    product_id: str
+    at: datetime
+    event_id: str
+    due_at: datetime
+
+
 @dataclass(frozen=True)
 class CartActivity:
     """Signal: the customer changed the cart (the quiet window starts again)."""
@@ -77,7 +167,8 @@ class JourneyExit:
     """Signal: the journey is no longer needed."""
 
     reason: str
-    """``purchase``, ``cart_emptied``, ``unsubscribed`` or ``cancelled``."""
+    """``purchase``, ``cart_emptied``, ``carted``, ``order_refunded``, ``order_cancelled``,
+    ``reviewed``, ``unsubscribed`` or ``cancelled`` (an operator)."""
     at: datetime
     ref: str | None = None
     """The business id behind it (an order id), for the record."""
@@ -145,6 +236,10 @@ class SendEmailInput:
     ends_on_purchase: bool = True
     """An order placed since entry stops the e-mail (``converted``). A welcome is not
     about a purchase, so a customer who buys still gets the rest of it."""
+    order_id: str | None = None
+    """The order the e-mail is about (post-purchase, review request, replenishment)."""
+    product_ids: list[str] = field(default_factory=list)
+    """The products the e-mail is about (viewed, to reorder), most relevant first."""
 
 
 @dataclass(frozen=True)

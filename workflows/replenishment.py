@@ -1,0 +1,111 @@
+"""Replenishment: a product that runs out gets a reminder shortly before it does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.journey import Journey
+    from workflows.types import JourneyExit, JourneyResult, ReplenishmentInput, Repurchase
+
+
+@workflow.defn
+class ReplenishmentWorkflow(Journey):
+    """One customer's replenishment of one product (ID:
+    ``replenishment/<customer id>/<product id or category:name>``).
+
+    The first step is due at order time + the product's cycle - the lead time (a
+    T-shirt's 180 days - 15 = 5.5 months); a repurchase before then starts the cycle
+    over from the new order, and the e-mail shows what was bought last.
+
+    Signals:
+        ``repurchased(Repurchase)``: bought again (also the start signal).
+        ``exit(JourneyExit)``: the order it counts from refunded or cancelled, an
+        unsubscribe, a cancel.
+    Queries:
+        ``status() -> JourneyStatus``.
+    """
+
+    journey_name = "replenishment"
+    title = "Replenishment"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest: Repurchase | None = None
+
+    @workflow.signal
+    def repurchased(self, purchase: Repurchase) -> None:
+        # Events can arrive out of order; the latest order sets the cycle.
+        if self.latest is None or purchase.at > self.latest.at:
+            self.latest = purchase
+
+    def accepts(self, signal: JourneyExit) -> bool:
+        # A refund of an earlier order of the product does not undo the latest one.
+        if signal.reason in ("order_refunded", "order_cancelled") and self.latest is not None:
+            return signal.ref == self.latest.order_id
+        return True
+
+    def _due(self) -> datetime:
+        assert self.latest is not None
+        return self.latest.due_at
+
+    @workflow.run
+    async def run(self, input: ReplenishmentInput) -> JourneyResult:
+        if self.latest is None:
+            self.latest = Repurchase(
+                input.order_id,
+                input.product_id,
+                input.entered_at,
+                input.entry_event_id,
+                input.due_at,
+            )
+        self.begin(
+            customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
+        )
+        first, *rest = input.spec.steps
+
+        def first_due() -> datetime:
+            return self._due() + timedelta(seconds=first.after_s)
+
+        if not await self.wait_for(first, first_due, why="a repurchase", changed=self._due):
+            return self.finish(self.exited.reason if self.exited else "completed")
+        # What the cycle counts from is fixed now: a later order of it ends this cycle.
+        latest = self.latest
+        assert latest is not None
+        due = first_due()
+        for index, step in enumerate([first, *rest]):
+            if index > 0:
+                due += timedelta(seconds=step.after_s)
+                if not await self.wait_for(step, due, why="a repurchase"):
+                    break
+            stop = await self.send_step(
+                step,
+                entry_event_id=latest.event_id,
+                entered_at=latest.at,
+                order_id=latest.order_id,
+                product_ids=[latest.product_id],
+                ends_on_purchase=False,
+            )
+            if stop is not None:
+                return self.end(stop, input, latest)
+        return self.end(self.exited.reason if self.exited else "completed", input, latest)
+
+    def end(self, reason: str, input: ReplenishmentInput, mailed: Repurchase) -> JourneyResult:
+        """Finish, unless a newer order arrived meanwhile: its cycle then runs on, in a new
+        run of the same ID (the signal-with-start that brought it found this one running)."""
+        latest = self.latest
+        if latest is not None and latest.at > mailed.at and self.exited is None:
+            workflow.continue_as_new(
+                replace(
+                    input,
+                    product_id=latest.product_id,
+                    order_id=latest.order_id,
+                    entered_at=latest.at,
+                    entry_event_id=latest.event_id,
+                    due_at=latest.due_at,
+                )
+            )
+        return self.finish(reason)
