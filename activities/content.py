@@ -69,7 +69,9 @@ def journey_content(
             return Content(stop="carted")  # the cart journey has them now
         content.products = _products(session, request.product_ids)
     elif journey == "post_purchase" and order is not None:
-        content.products = _products(session, [line.product_id for line in order.lines])
+        content.products = _products(
+            session, [line.product_id for line in order.lines], sellable=False
+        )
     elif journey == "review_request" and order is not None:
         reviewed = set(
             session.scalars(
@@ -79,8 +81,11 @@ def journey_content(
                 )
             )
         )
+        # Sold out or not, what they bought can be reviewed.
         content.products = _products(
-            session, [line.product_id for line in order.lines if line.product_id not in reviewed]
+            session,
+            [line.product_id for line in order.lines if line.product_id not in reviewed],
+            sellable=False,
         )
         if not content.products:
             return Content(stop="reviewed")
@@ -123,13 +128,13 @@ def _order(session: Session, order_id: str | None) -> Order | None:
     )
 
 
-def _products(session: Session, product_ids: list[str]) -> list[Product]:
-    """The products, in the order given, without those out of stock."""
+def _products(session: Session, product_ids: list[str], *, sellable: bool = True) -> list[Product]:
+    """The products, in the order given; only those in stock when ``sellable``."""
     if not product_ids:
         return []
     rows = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(product_ids)))}
     ordered = [rows[pid] for pid in dict.fromkeys(product_ids) if pid in rows]
-    return [p for p in ordered if p.stock is None or p.stock > 0]
+    return [p for p in ordered if not sellable or p.stock is None or p.stock > 0]
 
 
 def _bought_again(
