@@ -1,9 +1,10 @@
 """The demo shop that ``triggermail dev`` plays, through the same intake a shop's backend uses.
 
-Three customers, second-scale timings from ``demo-journeys.toml``: one abandons a
-cart and gets both e-mails, one buys before the reminder, one buys after it.
-Every run uses fresh message, cart and order ids, so a second run plays again
-on the same data.
+Four customers, second-scale timings from ``demo-journeys.toml``: one abandons a
+cart and gets both e-mails, one buys before the reminder, one buys after it, one
+looks at products and leaves. The two orders start their post-purchase, review
+request and (for the T-shirts) replenishment journeys. Every run uses fresh message,
+cart and order ids, so a second run plays again on the same data.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ CUSTOMERS: dict[str, dict[str, Any]] = {
     "demo-ana": {"email": "ana@demo.example", "firstName": "Ana", "locale": "en-GB"},
     "demo-ben": {"email": "ben@demo.example", "firstName": "Ben", "locale": "en-US"},
     "demo-chloe": {"email": "chloe@demo.example", "firstName": "Chloé", "locale": "fr-FR"},
+    "demo-dan": {"email": "dan@demo.example", "firstName": "Dan", "locale": "en-GB"},
 }
+VISITOR = "demo-visitor"
+"""An anonymous visitor whose product views bring the catalogue in (and start nothing)."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,23 @@ class Demo:
                 }
             )
         for product_id in CATALOGUE:
-            await self.track("demo-ana", "Product Viewed", **self.product(product_id))
+            await self.call(
+                {
+                    "type": "track",
+                    "anonymousId": VISITOR,
+                    "event": "Product Viewed",
+                    "properties": self.product(product_id),
+                }
+            )
 
-    async def play(self, *, reminder_after_s: float) -> None:
-        """Leave three carts behind; two customers then buy at different moments."""
+    async def play(self, *, reminder_after_s: float) -> list[str]:
+        """Leave three carts behind; two customers then buy at different moments; one
+        customer browses and leaves. Returns the journeys other than the carts' it started."""
         carts = {story.customer_id: f"cart-{story.customer_id}-{self.run}" for story in STORIES}
+        started: list[str] = []
+        for product_id in ("hoodie-grey", "tee-organic", "hoodie-grey"):
+            viewed = await self.track("demo-dan", "Product Viewed", **self.product(product_id))
+            started += viewed.started
         await self.track(
             "demo-ana", "Product Added", **self.product("tee-organic", cart_id=carts["demo-ana"])
         )
@@ -114,14 +130,17 @@ class Demo:
             products=[self.product("tee-organic", quantity=2), self.product("hoodie-grey")],
         )
         await asyncio.sleep(reminder_after_s / 3)
-        await self.order("demo-ben", carts["demo-ben"], ["hoodie-grey"])
+        started += await self.order("demo-ben", carts["demo-ben"], ["hoodie-grey"])
         await asyncio.sleep(reminder_after_s)
-        await self.order("demo-chloe", carts["demo-chloe"], ["tee-organic", "hoodie-grey"])
+        started += await self.order(
+            "demo-chloe", carts["demo-chloe"], ["tee-organic", "hoodie-grey"]
+        )
+        return list(dict.fromkeys(started))
 
-    async def order(self, customer_id: str, cart_id: str, product_ids: list[str]) -> None:
+    async def order(self, customer_id: str, cart_id: str, product_ids: list[str]) -> list[str]:
         products = [self.product(pid) for pid in product_ids]
         total = round(sum(p["price"] for p in products), 2)
-        await self.track(
+        ordered = await self.track(
             customer_id,
             "Order Completed",
             order_id=f"order-{customer_id}-{self.run}",
@@ -131,3 +150,4 @@ class Demo:
             currency="EUR",
             products=products,
         )
+        return ordered.started

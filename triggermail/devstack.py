@@ -156,7 +156,7 @@ async def _play(
     demo = Demo(intake)
     await demo.load_shop()
     console.print(f"[bold]demo[/bold]: three carts left behind; reminders due in {reminder_s:.0f}s")
-    await demo.play(reminder_after_s=reminder_s)
+    others = await demo.play(reminder_after_s=reminder_s)
     results = await asyncio.gather(
         *(_outcome(client, story.customer_id) for story in STORIES), return_exceptions=True
     )
@@ -168,6 +168,10 @@ async def _play(
         console.print(
             f"  {abandoned_cart_id(story.customer_id)}: ended '{result.exit_reason}' "
             f"after {sent}  [dim](expected: {story.expect})[/dim]"
+        )
+    if others:
+        console.print(
+            "  also started, their e-mails following over the next minute: " + ", ".join(others)
         )
     mails = sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
     console.print(
