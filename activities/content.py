@@ -21,6 +21,9 @@ from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, Customer, Order, OrderLine, Product, Review
 from workflows.types import SendEmailInput
 
+PRODUCT_JOURNEYS = frozenset({"browse_abandonment", "replenishment"})
+"""Journeys whose e-mail is about products it names: without one in stock, no e-mail."""
+
 
 @dataclass
 class Content:
@@ -81,10 +84,12 @@ def journey_content(
                 )
             )
         )
-        # Sold out or not, what they bought can be reviewed.
+        # Sold out or not, what they bought can be reviewed; listed as the order listed them
+        # (the database hands lines back by product id).
+        lines = sorted(order.lines, key=lambda line: line.id)
         content.products = _products(
             session,
-            [line.product_id for line in order.lines if line.product_id not in reviewed],
+            [line.product_id for line in lines if line.product_id not in reviewed],
             sellable=False,
         )
         if not content.products:
@@ -93,7 +98,7 @@ def journey_content(
         if _bought_again(session, journeys, request, customer):
             return Content(stop="repurchased")
         content.products = _products(session, request.product_ids)
-    if request.product_ids and not content.products:
+    if journey in PRODUCT_JOURNEYS and not content.products:
         # Every product it was about is gone from sale: nothing to show.
         return Content(stop="nothing_to_show")
     wanted = request.step.recommendations
@@ -183,7 +188,8 @@ def _product(product: Product, shop_url: str, currency: str) -> dict[str, Any]:
 def _order_context(order: Order, shop_url: str, currency: str) -> dict[str, Any]:
     lines = []
     total = Decimal(0)
-    for line in order.lines:
+    # As the shop listed them: unsorted, the database may hand lines back by product id.
+    for line in sorted(order.lines, key=lambda line: line.id):
         product = line.product
         price = line.price if line.price is not None else product.price
         line_total = price * line.quantity if price is not None else None

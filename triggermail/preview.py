@@ -155,9 +155,7 @@ def _request(
             .limit(20)
         )
         product_ids = [
-            str(pid)
-            for payload in views
-            if (pid := (payload.get("properties") or {}).get("product_id"))
+            str(pid) for payload in views if (pid := _product_id(payload.get("properties") or {}))
         ]
     elif journey == "replenishment" and order is not None and order.lines:
         product_ids = [order.lines[0].product_id]
@@ -170,6 +168,13 @@ def _request(
         entered_at=order.placed_at if order_id and order else now,
         order_id=order_id,
         product_ids=product_ids,
+    )
+
+
+def _product_id(properties: dict[str, object]) -> object:
+    # As the event was sent: Segment's spec names it product_id, some SDKs productId.
+    return next(
+        (properties[k] for k in ("product_id", "productId", "id", "sku") if k in properties), None
     )
 
 

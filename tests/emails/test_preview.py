@@ -16,6 +16,8 @@ from triggermail.store import (
     CartLine,
     Coupon,
     Customer,
+    Order,
+    OrderLine,
     Product,
     make_engine,
     make_session_factory,
@@ -110,3 +112,59 @@ def test_preview_opens_the_browser_when_asked(
     )
     assert result.exit_code == 0, result.output
     assert opened == [(tmp_path / "abandoned_cart" / "reminder.en.html").resolve().as_uri()]
+
+
+def test_customer_preview_of_an_order_journey_shows_their_latest_order(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(sqlite_url)
+    sessions = make_session_factory(engine)
+    with sessions() as session:
+        session.add(Customer(id="c-7", email="b@example.com", first_name="Ben"))
+        session.add(Product(id="tee", name="Organic tee", price=Decimal("20"), category="tops"))
+        session.add(Product(id="cap", name="Field cap", price=Decimal("15"), category="tops"))
+        session.flush()
+        placed = datetime(2026, 11, 1, tzinfo=UTC)
+        session.add(
+            Order(
+                id="o-old", customer_id="c-7", placed_at=placed, lines=[OrderLine(product_id="cap")]
+            )
+        )
+        session.add(
+            Order(
+                id="o-7",
+                customer_id="c-7",
+                placed_at=placed.replace(day=10),
+                lines=[OrderLine(product_id="tee", quantity=2, price=Decimal("20"))],
+            )
+        )
+        session.commit()
+    monkeypatch.setenv("TRIGGERMAIL_DATABASE_URL", sqlite_url)
+
+    for step, journey in (("thank_you", "post_purchase"), ("ask", "review_request")):
+        result = runner.invoke(
+            app, ["preview", journey, step, "--customer", "c-7", "--out", str(tmp_path)]
+        )
+        assert result.exit_code == 0, result.output
+        text = (tmp_path / journey / f"{step}.en.txt").read_text()
+        assert "o-7" in text and "Organic tee" in text and "Field cap" not in text
+    engine.dispose()
+
+
+def test_customer_preview_says_when_the_customer_would_get_no_such_email(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(sqlite_url)
+    with make_session_factory(engine)() as session:
+        session.add(Customer(id="c-8", email="c@example.com"))
+        session.commit()
+    engine.dispose()
+    monkeypatch.setenv("TRIGGERMAIL_DATABASE_URL", sqlite_url)
+
+    result = runner.invoke(
+        app,
+        ["preview", "browse_abandonment", "viewed", "--customer", "c-8", "--out", str(tmp_path)],
+        terminal_width=200,
+    )
+    assert result.exit_code == 2
+    assert "would not get this e-mail now" in " ".join(result.output.split())
