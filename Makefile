@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test test-ui lint install clean
+.PHONY: dev test test-faults test-ui lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.installed-dev
 ## The whole suite: lint, types, then every test (time-skipping Temporal, SQLite, PostgreSQL).
 test: lint
 	$(BIN)/pytest
+
+## Fault injection against real processes (Temporal dev server on a db file, worker and API
+## processes, a private PostgreSQL cluster, fake SendGrid); ends with the table. ~6 min.
+test-faults: $(VENV)/.installed-dev
+	TRIGGERMAIL_FAULT_TESTS=1 $(BIN)/pytest -q tests/faults
 
 ## Browser check of the Temporal UI (headless Chromium); refreshes docs/ui-*.png.
 test-ui: $(VENV)/.installed-dev
