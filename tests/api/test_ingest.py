@@ -355,3 +355,32 @@ async def test_a_journey_times_from_when_the_cart_changed_not_when_we_heard(
 
     (reminder,) = shop.outbox_mail()
     assert reminder.at - now < timedelta(minutes=11)
+
+
+async def test_catalogue_properties_beyond_the_spec_are_checked_by_name(api: Api) -> None:
+    response = await api.post(
+        "/v1/batch",
+        {
+            "batch": [
+                {
+                    "type": "track",
+                    "userId": "c-1",
+                    "event": "Product Viewed",
+                    "properties": {**TEE, "stock": -1},
+                },
+                {
+                    "type": "track",
+                    "userId": "c-1",
+                    "event": "Order Completed",
+                    "properties": {
+                        "order_id": "o-1",
+                        "products": [{**TEE, "repurchase_days": "a while"}],
+                    },
+                },
+            ]
+        },
+    )
+
+    assert response.status_code == 400
+    fields = [(r["index"], r["errors"][0]["field"]) for r in response.json()["refused"]]
+    assert fields == [(0, "properties.stock"), (1, "properties.products[0].repurchase_days")]
