@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from starter.ids import replenishment_id
 from tests.harness import Delivered, Shop
 from triggermail.journeys import load_journeys
+from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 
@@ -297,3 +298,36 @@ async def test_fresh_history_replays(shop: Shop, c: str) -> None:
     assert await result(shop, c) == JourneyResult(exit_reason="completed", sent=["reminder"])
     history = await shop.handle(replenishment_id(c, "tee-1")).fetch_history()
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+
+
+async def test_unsubscribe_ends_it(shop: Shop, c: str) -> None:
+    await buy(shop, c, TEE)
+    await shop.sleep(days=30)
+    await end_journeys(shop.env.client, c, await shop.now(), sessions=shop.sessions)
+    await shop.sleep(days=200)
+
+    assert shop.outbox_mail() == []
+    assert await result(shop, c) == JourneyResult(exit_reason="unsubscribed", sent=[])
+
+
+async def test_a_repurchase_between_two_steps_starts_the_next_cycle_instead(
+    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, c: str
+) -> None:
+    journeys = load_journeys()
+    assert journeys.replenishment is not None
+    (reminder_step,) = journeys.replenishment.steps
+    last_call = reminder_step.model_copy(update={"name": "last_call", "after": timedelta(days=10)})
+    steps = [reminder_step, last_call]
+    async with open_shop(env, sqlite_url, tmp_path, steps=steps) as shop:
+        _, first = await buy(shop, c, TEE)
+        await shop.sleep(days=170)
+        _, second = await buy(shop, c, TEE)
+        await shop.sleep(days=200)
+
+        mail = shop.outbox_mail()
+        assert [m.step for m in mail] == ["reminder", "reminder", "last_call"]
+        one, two, three = mail
+        assert after(one, first) == pytest.approx(REMINDER, abs=SECONDS)
+        assert after(two, second) == pytest.approx(REMINDER, abs=SECONDS)
+        assert after(three, second) == pytest.approx(REMINDER + timedelta(days=10), abs=SECONDS)
+        assert f"on {on(second)}." in two.text and f"on {on(second)}." in three.text

@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from starter.ids import review_request_id
 from tests.harness import Delivered, Shop
 from triggermail.journeys import load_journeys
+from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 
@@ -397,3 +398,15 @@ async def test_the_ask_lists_the_products_as_the_order_did(delivered_shop: Shop,
 
     for mail in shop.outbox_mail():
         assert mail.text.index("- Canvas tote\n") < mail.text.index("- Organic cotton T-shirt\n")
+
+
+async def test_unsubscribe_ends_it(delivered_shop: Shop, c: str) -> None:
+    shop = delivered_shop
+    ordered = await buy(shop, c)
+    await shop.track(c, "Order Delivered", order_id=ordered)
+    await shop.sleep(days=4)
+    await end_journeys(shop.env.client, c, await shop.now(), sessions=shop.sessions)
+    await shop.sleep(days=30)
+
+    assert [m.step for m in shop.outbox_mail()] == ["ask"]
+    assert await result(shop, ordered) == JourneyResult(exit_reason="unsubscribed", sent=["ask"])
