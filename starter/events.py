@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -22,8 +22,11 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
+
+from triggermail.birthdays import parse_birthday
 
 PRODUCT_EVENTS = frozenset(
     {"Product Viewed", "Product Added", "Product Removed", "Product Reviewed"}
@@ -127,10 +130,21 @@ class Traits(_Open):
     locale: str | None = Field(default=None, max_length=35)
     timezone: str | None = Field(default=None, max_length=64)
     birthday: str | None = None
+    """``1990-02-28``, ``--02-29`` (no year) or a timestamp; anything else is refused."""
     marketing_consent: bool | None = Field(
         default=None,
         validation_alias=AliasChoices("marketing_consent", "marketingConsent", "email_consent"),
     )
+
+    @field_validator("birthday", mode="before")
+    @classmethod
+    def _a_date(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = value.isoformat() if isinstance(value, date | datetime) else value
+        if parse_birthday(text) is None:
+            raise ValueError("write a birthday as 1990-02-28, or --02-28 without the year")
+        return text
 
 
 _ID_KEYS = ("userId", "anonymousId", "previousId", "messageId", "user_id", "anonymous_id")

@@ -32,6 +32,7 @@ from starter.events import (
 )
 from starter.routing import Route, Router, StartJourney, anonymous_ids_of, deliver
 from starter.rows import lookup, prefetch, remember
+from triggermail.birthdays import month_day, parse_birthday
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (
     Cart,
@@ -44,6 +45,7 @@ from triggermail.store import (
     Product,
     Review,
     new_id,
+    order_stats,
     utcnow,
 )
 
@@ -315,10 +317,12 @@ class Intake:
             self._checkout_started(session, owner, event, at)
         elif name == "Order Completed":
             self._order_completed(session, owner, event, at)
+            order_stats(session, owner.customer_id)
         elif name in ("Order Refunded", "Order Cancelled"):
             order = lookup(session, Order, event.order().order_id)
             if order is not None:
                 order.status = "refunded" if name == "Order Refunded" else "cancelled"
+                order_stats(session, order.customer_id)
         elif name in ("Order Shipped", "Order Delivered"):
             order = lookup(session, Order, event.order().order_id)
             if order is not None:
@@ -566,6 +570,7 @@ def _link(
             .where(model.anonymous_id == anonymous_id, model.customer_id.is_(None))
             .values(customer_id=customer_id)
         )
+    order_stats(session, customer_id)  # guest orders may have become theirs
 
 
 def _transient(err: RPCError) -> bool:
@@ -620,6 +625,9 @@ def _apply_traits(customer: Customer, event: SegmentEvent) -> None:
         customer.timezone = timezone
     if traits.marketing_consent is not None:
         customer.marketing_consent = traits.marketing_consent
+    born = parse_birthday(traits.birthday)
+    if born is not None:
+        customer.birthday, customer.birthday_md = born, month_day(born)
     known = {"email", "first_name", "firstName", "last_name", "lastName"}
     extra = {
         k: v for k, v in (traits.model_dump(mode="json", by_alias=False)).items() if v is not None

@@ -7,7 +7,7 @@ migrations in ``triggermail/migrations``.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Engine,
@@ -28,9 +29,18 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
+    select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    sessionmaker,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -85,6 +95,18 @@ class Customer(Base):
     traits: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    birthday: Mapped[date | None] = mapped_column(Date)
+    """The ``birthday`` trait; year 1904 when the shop sent only the day (``--02-29``)."""
+    birthday_md: Mapped[str | None] = mapped_column(String(5), index=True)
+    """``MM-DD`` of the birthday: the daily sweep finds the day's birthdays by it."""
+    # Kept by the intake on every order event, so the daily sweep reads an index, not orders.
+    orders_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Completed (not refunded or cancelled) orders."""
+    total_spent: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0", index=True)
+    first_order_at: Mapped[datetime | None]
+    first_order_md: Mapped[str | None] = mapped_column(String(5), index=True)
+    """``MM-DD`` of the first order: the anniversary the sweep looks for."""
+    last_order_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Product(Base):
@@ -223,6 +245,48 @@ class Review(Base):
     reviewed_at: Mapped[datetime]
 
 
+class JourneyEntry(Base):
+    """A journey the daily sweep started, with what it knew at entry (the segment)."""
+
+    __tablename__ = "journey_entries"
+    __table_args__ = (Index("ix_journey_entries_customer", "customer_id", "entered_at"),)
+
+    workflow_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    journey: Mapped[str] = mapped_column(String(64))
+    segment: Mapped[str | None] = mapped_column(String(32))
+    """``vip``, ``repeat`` or ``one_time`` at entry; None for journeys without segments."""
+    entered_at: Mapped[datetime]
+    sweep_date: Mapped[date | None] = mapped_column(Date)
+
+
+class SweepRun(Base):
+    """One day's sweep: the next sweep covers the days after the last one finished."""
+
+    __tablename__ = "sweep_runs"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    started: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Per journey: matched, started, skipped (and why)."""
+
+
+class SurveyAnswer(Base):
+    """A reactivation survey's answer: why the customer stopped buying."""
+
+    __tablename__ = "survey_answers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    send_id: Mapped[str] = mapped_column(String(32), unique=True)
+    """The e-mail it answers: one answer per e-mail (a second click changes it)."""
+    answer: Mapped[str] = mapped_column(String(32))
+    answered_at: Mapped[datetime]
+
+
 class Identity(Base):
     """An anonymous id (a browser, a device) that an event tied to a customer."""
 
@@ -320,6 +384,40 @@ class EmailEvent(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+def order_stats(session: Session, customer_id: str | None) -> None:
+    """Bring the customer's order statistics up to date with their orders in ``session``.
+
+    The daily sweep finds lapsed customers, anniversaries and the top spenders through
+    these indexed columns instead of aggregating every order.
+    """
+    if customer_id is None:
+        return
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        return
+    count, spent, first, last = session.execute(
+        select(
+            func.count(Order.id),
+            func.coalesce(func.sum(func.coalesce(Order.revenue, Order.total, 0)), 0),
+            func.min(Order.placed_at),
+            func.max(Order.placed_at),
+        ).where(Order.customer_id == customer_id, Order.status == "completed")
+    ).one()
+    customer.orders_count, customer.total_spent = count, Decimal(spent)
+    # SQLite hands aggregates of the column back as text, without the column's type.
+    customer.first_order_at, customer.last_order_at = _aware(first), _aware(last)
+    customer.first_order_md = (
+        customer.first_order_at.strftime("%m-%d") if customer.first_order_at else None
+    )
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
