@@ -27,6 +27,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.guardrails import suppression
 from starter.events import SegmentEvent
 from starter.ids import (
     abandoned_cart_id,
@@ -267,6 +268,8 @@ class Router:
         if customer is None or not customer.email or not customer.marketing_consent:
             # Views are many: journeys that would end at the send guard are not started.
             return []
+        if suppression(session, customer) is not None:
+            return []  # unsubscribed, bounced…: the same, and it never counts as a series
         open_cart = session.scalar(
             select(Cart.id)
             .where(Cart.customer_id == customer_id, Cart.status == "open", Cart.lines.any())
