@@ -50,6 +50,32 @@ def replenishment_id(customer_id: str, key: str) -> str:
     return f"replenishment/{customer_id}/{key}"
 
 
+def reactivation_id(customer_id: str, last_order_day: str) -> str:
+    """One reactivation per lapse: keyed by the day of the order the lapse counts from, so
+    any sweep that finds the same lapse finds the same ID."""
+    return f"reactivation/{customer_id}/{last_order_day}"
+
+
+def win_back_id(customer_id: str, last_order_day: str) -> str:
+    """One win-back per lapse, keyed like the reactivation."""
+    return f"win-back/{customer_id}/{last_order_day}"
+
+
+def birthday_id(customer_id: str, year: int) -> str:
+    """One birthday greeting per customer per year."""
+    return f"birthday/{customer_id}/{year}"
+
+
+def anniversary_id(customer_id: str, year: int) -> str:
+    """One first-order anniversary per customer per year."""
+    return f"anniversary/{customer_id}/{year}"
+
+
+def sweep_id(day: str) -> str:
+    """One sweep per day: running it twice finds the first."""
+    return f"sweep/{day}"
+
+
 CUSTOMER_JOURNEYS = {
     "abandoned_cart": abandoned_cart_id,
     "browse_abandonment": browse_abandonment_id,

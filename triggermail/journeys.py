@@ -57,6 +57,10 @@ class Step(_Strict):
     coupon_valid: Duration | None = None
     recommendations: int = Field(default=0, ge=0, le=12)
     """How many recommended products to show: same brand or category, bought together."""
+    free_shipping: bool = False
+    """The e-mail offers free shipping (with the coupon, when it has one)."""
+    phase: Literal["offer", "value", "farewell"] | None = None
+    """Win-back only: which of its three phases the step belongs to."""
 
     @model_validator(mode="after")
     def _coupon_needs_validity(self) -> Step:
@@ -72,6 +76,8 @@ class Step(_Strict):
             coupon_percent=self.coupon_percent,
             coupon_valid_s=self.coupon_valid.total_seconds() if self.coupon_valid else None,
             recommendations=self.recommendations,
+            free_shipping=self.free_shipping,
+            phase=self.phase,
         )
 
 
@@ -136,6 +142,112 @@ class Replenishment(Journey):
         if repurchase_days:
             return timedelta(days=repurchase_days)
         return self.cycles.get(category) if category else None
+
+
+SEGMENTS = ("vip", "repeat", "one_time")
+"""Customer segments, richest first: the top spenders, repeat buyers, one-time buyers."""
+
+
+class Segments(_Strict):
+    """How customers are segmented when a lapsed-customer journey starts."""
+
+    vip_percent: float = Field(default=2.0, gt=0, le=50)
+    """VIPs are this top share of customers by total spent…"""
+    vip_min_orders: int = Field(default=3, ge=1)
+    """…who also ordered at least this often."""
+
+
+class Offer(_Strict):
+    """A segment's offer: replaces the offer of every step that makes one."""
+
+    coupon_percent: int | None = Field(default=None, ge=1, le=100)
+    free_shipping: bool | None = None
+
+
+class LapsedJourney(Journey):
+    """A journey the daily sweep starts for customers who stopped buying."""
+
+    after_last_order: Duration
+    """No order for this long: the customer enters."""
+    segments: dict[Literal["vip", "repeat", "one_time"], Offer] = Field(default_factory=dict)
+    """Each segment's offer level; a segment not listed gets the steps' own offers."""
+
+    def offer_for(self, segment: str) -> Offer | None:
+        return self.segments.get(segment)  # type: ignore[call-overload]
+
+
+class Reactivation(LapsedJourney):
+    """ "Still with us?": one e-mail with a personal code, or a one-question survey."""
+
+    after_last_order: Duration = timedelta(days=90)
+    ask: Literal["promo", "survey"] = "promo"
+    """``promo``: the step's unique code; ``survey``: why they stopped, answered by a link."""
+
+
+class WinBack(LapsedJourney):
+    """Offer, value, farewell; no reaction by the end of the farewell: sunset."""
+
+    after_last_order: Duration = timedelta(days=180)
+    cadence_factor: float = Field(default=0, ge=0, le=20)
+    """Above 0: lapsed after this many times the shop's average time between a customer's
+    orders (computed from the orders) instead of ``after_last_order``."""
+    value_points: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list
+    )
+    """What sets the shop apart, in its own words: the value phase lists them."""
+
+    @model_validator(mode="after")
+    def _phases_in_order(self) -> WinBack:
+        order = {"offer": 0, "value": 1, "farewell": 2}
+        phases = [step.phase for step in self.steps]
+        if any(phase is None for phase in phases):
+            missing = [step.name for step in self.steps if step.phase is None]
+            raise ValueError(f"every win_back step needs a phase; {missing} have none")
+        ranks = [order[phase] for phase in phases if phase is not None]
+        if ranks != sorted(ranks) or set(ranks) != {0, 1, 2}:
+            raise ValueError(
+                f"win_back phases must run offer → value → farewell, each at least once; "
+                f"got {phases}"
+            )
+        return self
+
+
+class Birthday(Journey):
+    """A birthday greeting and a first-order anniversary, at a local hour on the day.
+
+    Its steps are named ``birthday`` and ``anniversary`` (either may be left out); each
+    step's ``after`` counts from ``send_at`` on the day.
+    """
+
+    send_at: Annotated[time, BeforeValidator(lambda v: _local_time(v))] = time(9)
+    """Local time, in the customer's timezone (the shop's when unknown)."""
+
+    @model_validator(mode="after")
+    def _known_occasions(self) -> Birthday:
+        unknown = [s.name for s in self.steps if s.name not in ("birthday", "anniversary")]
+        if unknown:
+            raise ValueError(f"birthday steps are 'birthday' and 'anniversary'; got {unknown}")
+        return self
+
+
+class Sweep(_Strict):
+    """The daily sweep that starts the journeys of time passing (a Temporal Schedule)."""
+
+    at: Annotated[time, BeforeValidator(lambda v: _local_time(v))] = time(2)
+    """UTC time of day the Schedule runs it; it covers the days since the last sweep."""
+    page_size: int = Field(default=500, ge=10, le=10_000)
+    """Customers read and started per activity call."""
+
+
+def _local_time(value: Any) -> time:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("write a time of day as a string, e.g. '09:00'")
+    try:
+        return time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day; write e.g. '09:00'") from None
 
 
 def _absolute_url(value: str) -> str:
@@ -284,11 +396,16 @@ class Guardrails(_Strict):
 class JourneysConfig(_Strict):
     shop: Shop
     guardrails: Guardrails = Guardrails()
+    segments: Segments = Segments()
+    sweep: Sweep = Sweep()
     abandoned_cart: Journey
     browse_abandonment: BrowseAbandonment | None = None
     post_purchase: Journey | None = None
     review_request: ReviewRequest | None = None
     replenishment: Replenishment | None = None
+    reactivation: Reactivation | None = None
+    win_back: WinBack | None = None
+    birthday: Birthday | None = None
     welcome: Journey | None = None
     """Journeys other than the abandoned cart are off when their table is absent (older
     files)."""

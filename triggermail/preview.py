@@ -42,7 +42,7 @@ class Preview:
 
 
 def find_step(journeys: JourneysConfig, journey: str, step: str) -> Step:
-    names = journeys.journey_names()
+    names = [name for name in journeys.journey_names() if getattr(journeys, name) is not None]
     if journey not in names:
         raise PreviewError(f"no journey {journey!r}; the journeys are {', '.join(names)}")
     config: Journey = getattr(journeys, journey)
@@ -196,7 +196,8 @@ def gallery(renderer: Renderer, journeys: JourneysConfig, out: Path) -> tuple[Pa
     """Every step of every journey, enabled or not, in every locale, and an index page."""
     previews = []
     for journey in journeys.journey_names():
-        for spec in getattr(journeys, journey).steps:
+        config: Journey | None = getattr(journeys, journey)
+        for spec in config.steps if config else []:
             for locale in renderer.locales():
                 rendered = render_sample(renderer, journeys, journey, spec.name, locale=locale)
                 previews.append(write(rendered, out, journey, spec.name))

@@ -27,6 +27,10 @@ class StepSpec:
     """How long the coupon stays valid after it is created."""
     recommendations: int = 0
     """How many recommended products the e-mail shows (looked up when it is sent)."""
+    free_shipping: bool = False
+    """The e-mail offers free shipping."""
+    phase: str | None = None
+    """Win-back: ``offer``, ``value`` or ``farewell``."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,39 @@ class Repurchase:
     at: datetime
     event_id: str
     due_at: datetime
+
+
+@dataclass
+class LapsedInput:
+    """Start of a reactivation or win-back: the daily sweep found the customer lapsed."""
+
+    customer_id: str
+    entered_at: datetime
+    """When the sweep started it."""
+    entry_key: str
+    """The day of the last order the lapse counts from (``YYYY-MM-DD``): keys the sends."""
+    spec: JourneySpec
+    segment: str
+    """``vip``, ``repeat`` or ``one_time``, computed at entry (recorded in journey_entries)."""
+    last_order_at: datetime
+    timezone: str | None = None
+
+
+@dataclass
+class OccasionInput:
+    """Start of a birthday greeting or a first-order anniversary thank-you."""
+
+    customer_id: str
+    occasion: str
+    """``birthday`` or ``anniversary``."""
+    day: str
+    """The day it is kept (``YYYY-MM-DD``, in the customer's timezone)."""
+    send_at: datetime
+    """``[birthday] send_at`` on that day in the customer's timezone, as UTC."""
+    spec: JourneySpec
+    years: int | None = None
+    """Anniversary: years since the first order."""
+    timezone: str | None = None
 
 
 @dataclass(frozen=True)
