@@ -57,9 +57,12 @@ quiet_hours = ""
 """
 
 
-def journeys_toml(path: Path, *, reminder: str, incentive: str) -> Path:
-    """A journeys TOML with the abandoned cart's two e-mails at second-scale timings."""
-    path.write_text(
+def journeys_toml(
+    path: Path, *, reminder: str, incentive: str | None, welcome: list[str] | None = None
+) -> Path:
+    """A journeys TOML with the abandoned cart at second-scale timings (no incentive: one
+    e-mail), and the welcome's three steps at ``welcome`` timings when given."""
+    text = (
         SHOP
         + f"""
 [abandoned_cart]
@@ -69,7 +72,10 @@ enabled = true
 name = "reminder"
 after = "{reminder}"
 template = "abandoned_cart/reminder"
-
+"""
+    )
+    if incentive is not None:
+        text += f"""
 [[abandoned_cart.steps]]
 name = "incentive"
 after = "{incentive}"
@@ -77,7 +83,16 @@ template = "abandoned_cart/incentive"
 coupon_percent = 10
 coupon_valid = "48h"
 """
-    )
+    if welcome:
+        text += "\n[welcome]\nenabled = true\n"
+        for name, after in zip(("welcome", "discover", "account"), welcome, strict=True):
+            text += f"""
+[[welcome.steps]]
+name = "{name}"
+after = "{after}"
+template = "welcome/{name}"
+"""
+    path.write_text(text)
     return path
 
 
@@ -464,11 +479,13 @@ class Stack:
         database_url: str | None = None,
         workers: int = 1,
         reminder: str = "2s",
-        incentive: str = "2s",
+        incentive: str | None = "2s",
+        welcome: list[str] | None = None,
         sendgrid_timeout_s: float = 2.0,
         sends_per_second: float = 50.0,
     ) -> None:
         self.folder = folder
+        self.steps = 1 if incentive is None else 2
         self.database_url = database_url or f"sqlite:///{folder / 'store.db'}"
         self.sendgrid = FakeSendGrid()
         self.server = DevServer(folder, folder / "temporal.db")
@@ -476,7 +493,7 @@ class Stack:
             temporal=self.server.address,
             database_url=self.database_url,
             journeys=journeys_toml(
-                folder / "journeys.toml", reminder=reminder, incentive=incentive
+                folder / "journeys.toml", reminder=reminder, incentive=incentive, welcome=welcome
             ),
             sendgrid_url=self.sendgrid.url,
             sendgrid_timeout_s=sendgrid_timeout_s,
@@ -499,10 +516,15 @@ class Stack:
 
     async def __aenter__(self) -> Stack:
         self.sendgrid.__enter__()
-        await asyncio.to_thread(upgrade, self.database_url)
-        await self.start_server()
-        await register_search_attributes(self.client)
-        await asyncio.gather(*(worker.start() for worker in self.workers), self.api.start())
+        try:
+            await asyncio.to_thread(upgrade, self.database_url)
+            await self.start_server()
+            await register_search_attributes(self.client)
+            await asyncio.gather(*(worker.start() for worker in self.workers), self.api.start())
+        except BaseException:
+            # No process may outlive a stack that failed to start.
+            await self.__aexit__()
+            raise
         return self
 
     async def start_server(self) -> None:
@@ -532,7 +554,7 @@ class Stack:
             fault,
             database_url=self.database_url,
             customers=customers,
-            steps=2,
+            steps=self.steps,
             sendgrid=self.sendgrid,
             injected=injected,
         )

@@ -1,0 +1,51 @@
+"""E-mails per second end to end — guard, ledger, render, SendGrid call — beside raw Temporal.
+
+The same stack as ``bench/lateness.py`` (dev server, ``python worker.py`` and ``triggermail
+api`` as processes, fake SendGrid answering at once, PostgreSQL store, no send rate limit).
+*Ours*: N abandoned-cart journeys asleep, all due at one instant; each sends its reminder
+through the real send activity (store re-read, ledger row, Jinja2 render with CSS inlined,
+the sendgrid library's HTTP call), and closes. *Raw*: N workflows that sleep to one
+instant and run one no-op activity (``bench/raw_worker.py``), on the same server. Rate =
+N ÷ (last close minus due). Raw runs first, then ours, then raw again (the server slows as it
+fills); raw's figure is the mean of its two runs.
+
+    .venv/bin/python bench/e2e.py [--quick] [--emails N]
+
+Last line: ``RESULT ours_per_s=… raw_per_s=… ratio=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+
+from loadkit import ours_burst, raw_burst, stack_with_raw
+
+
+async def bench(emails: int) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        async with stack_with_raw(Path(folder), reminder="1h", incentive=None) as (stack, raw):
+            raw_before = await raw_burst(stack, raw, emails)
+            ours, ingest = await ours_burst(stack, emails, ingest_per_s=40)
+            raw_after = await raw_burst(stack, raw, emails)
+    raw_s = (raw_before + raw_after) / 2
+    print(
+        f"{emails} e-mails due at once: ours {ours:.1f} s; raw {raw_before:.1f} s before, "
+        f"{raw_after:.1f} s after; intake {ingest:.0f} customers/s"
+    )
+    return emails / ours, emails / raw_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 e-mails")
+    parser.add_argument("--emails", type=int, default=2000)
+    args = parser.parse_args()
+    ours, raw = asyncio.run(bench(500 if args.quick else args.emails))
+    print(f"RESULT ours_per_s={ours:.1f} raw_per_s={raw:.1f} ratio={ours / raw:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""What the journey benchmarks share: the stack as production runs it (Temporal's dev server,
+``python worker.py`` and ``triggermail api`` as processes, the fake SendGrid), customers
+entered through the HTTP intake with chosen due times, raw Temporal beside it on the same
+server (``bench/raw_worker.py``), and the clocks read from Temporal's own close times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil
+import sqlalchemy as sa
+from raw_worker import RawJourney
+from temporalio.client import Client
+
+from starter.ids import abandoned_cart_id
+from tests.faults.stack import Process, Stack, post_batch
+from triggermail.store import EmailSend, make_engine
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BATCH = 100
+IN_FLIGHT = 4
+"""Batches in flight to the intake, as a few SDK threads would send them."""
+
+
+@contextlib.contextmanager
+def database(folder: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server (production's store), else SQLite."""
+    name = f"triggermail_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError:
+        print("PostgreSQL not reachable: SQLite store")
+        yield f"sqlite:///{folder / 'store.db'}"
+        return
+    try:
+        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class RawWorker(Process):
+    def __init__(self, folder: Path, address: str, queue: str) -> None:
+        super().__init__("raw-worker", folder)
+        self.address, self.queue = address, queue
+
+    async def start(self) -> None:
+        env = {"TEMPORAL_ADDRESS": self.address, "RAW_TASK_QUEUE": self.queue}
+        root = Path(__file__).resolve().parent
+        self._spawn([sys.executable, str(root / "raw_worker.py")], env=env)
+        while "raw worker polling" not in self.log_text():
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(self.log_text())
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def stack_with_raw(folder: Path, **options: Any) -> AsyncIterator[tuple[Stack, RawWorker]]:
+    """Our stack (no send rate limit unless asked) and raw Temporal's worker, one server."""
+    options.setdefault("sends_per_second", 0)
+    with database(folder) as url:
+        async with Stack(folder, database_url=url, **options) as stack:
+            raw = RawWorker(folder, stack.server.address, "bench-raw")
+            await raw.start()
+            try:
+                yield stack, raw
+            finally:
+                raw.stop()
+
+
+def customer_events(customer: str, at: datetime) -> list[dict[str, Any]]:
+    """An identify with address and consent, and a cart left behind at ``at``."""
+    stamp = at.isoformat()
+    traits = {"email": f"{customer}@example.com", "firstName": "Ana", "marketing_consent": True}
+    return [
+        {
+            "type": "identify",
+            "userId": customer,
+            "messageId": f"{customer}-id",
+            "timestamp": stamp,
+            "traits": traits,
+        },
+        {
+            "type": "track",
+            "event": "Product Added",
+            "userId": customer,
+            "messageId": f"{customer}-cart",
+            "timestamp": stamp,
+            "properties": {
+                "product_id": "tee-1",
+                "name": "Organic cotton T-shirt",
+                "price": 24.9,
+                "cart_id": f"{customer}-k",
+            },
+        },
+    ]
+
+
+async def enter(stack: Stack, carts: dict[str, datetime]) -> float:
+    """Customers (id → when their cart was left) through ``POST /v1/batch``; customers/s."""
+    events = [e for customer, at in carts.items() for e in customer_events(customer, at)]
+    batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+
+    async def sender() -> None:
+        while not queue.empty():
+            batch = queue.get_nowait()
+            while (status := await post_batch(stack.http, batch)) != 200:
+                assert status == 503, status
+                await asyncio.sleep(0.5)
+
+    start = time.monotonic()
+    await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
+    return len(carts) / (time.monotonic() - start)
+
+
+async def start_raw(client: Client, queue: str, run: str, dues: list[float]) -> None:
+    limit = asyncio.Semaphore(64)
+
+    async def one(i: int, due: float) -> None:
+        async with limit:
+            await client.start_workflow(RawJourney.run, due, id=f"raw/{run}/{i}", task_queue=queue)
+
+    await asyncio.gather(*(one(i, due) for i, due in enumerate(dues)))
+
+
+async def close_times(client: Client, query: str, count: int, *, timeout: float) -> list[float]:
+    """Close times (Unix seconds) of the ``count`` workflows ``query`` finds, once all closed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        closed = [
+            w.close_time.timestamp()
+            async for w in client.list_workflows(f"{query} AND ExecutionStatus != 'Running'")
+            if w.close_time is not None
+        ]
+        if len(closed) >= count:
+            return closed
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(closed)} of {count} closed")
+        await asyncio.sleep(1)
+
+
+async def raw_burst(stack: Stack, raw: RawWorker, count: int) -> float:
+    """Seconds raw Temporal takes to drain ``count`` sleepers all due at one instant."""
+    run = uuid.uuid4().hex[:6]
+    due = time.time() + count / 100 + 10  # after the starts: ≥ 100/s on this machine
+    await start_raw(stack.client, raw.queue, run, [due] * count)
+    assert time.time() < due, "raw starts ran past the due time"
+    closed = await close_times(
+        stack.client, f"WorkflowId STARTS_WITH 'raw/{run}/'", count, timeout=count + 120
+    )
+    return max(closed) - due
+
+
+async def ours_burst(stack: Stack, count: int, *, ingest_per_s: float) -> tuple[float, float]:
+    """Seconds our journeys take to send ``count`` e-mails all due at one instant, and the
+    intake's rate. The journeys wait 1 h after their carts, so the carts are dated back."""
+    run = uuid.uuid4().hex[:6]
+    due = time.time() + count / ingest_per_s + 10
+    left_at = datetime.fromtimestamp(due, UTC) - timedelta(hours=1)
+    customers = [f"{run}-c{i}" for i in range(count)]
+    rate = await enter(stack, dict.fromkeys(customers, left_at))
+    assert time.time() < due, f"ingest ({rate:.0f} customers/s) ran past the due time"
+    await stack.finish(customers, timeout=count + 300)
+    closed = await journey_close_times(stack.client, customers)
+    result = stack.tally("burst", customers)
+    assert result.duplicates == result.lost == result.unknown == 0, result
+    return max(closed) - due, rate
+
+
+async def journey_close_times(client: Client, customers: list[str]) -> list[float]:
+    limit = asyncio.Semaphore(32)
+
+    async def one(customer: str) -> float:
+        async with limit:
+            description = await client.get_workflow_handle(abandoned_cart_id(customer)).describe()
+            assert description.close_time is not None
+            return description.close_time.timestamp()
+
+    return list(await asyncio.gather(*(one(c) for c in customers)))
+
+
+def send_times(stack: Stack, customers: list[str]) -> dict[str, float]:
+    """When the fake SendGrid received each customer's e-mail (Unix seconds)."""
+    engine = make_engine(stack.database_url)
+    with engine.connect() as conn:
+        owner = dict(conn.execute(sa.select(EmailSend.id, EmailSend.customer_id)).all())
+    engine.dispose()
+    wanted = set(customers)
+    return {
+        owner[e.send_id]: e.at
+        for e in stack.sendgrid.log
+        if e.taken and owner.get(e.send_id) in wanted
+    }
+
+
+class RssSampler:
+    """The largest resident set of a process, sampled every second in the background."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            await asyncio.sleep(1)
+
+    def stop(self) -> float:
+        self._task.cancel()
+        return self.peak / 2**20
+
+
+def percentile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
