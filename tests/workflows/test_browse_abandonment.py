@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +329,17 @@ async def test_out_of_stock_products_are_not_shown(shop: Shop, c: str) -> None:
     assert "Wool scarf" not in "".join(m.text for m in shop.outbox_mail())
 
 
+async def test_sold_out_after_the_first_e_mail_means_no_offer(shop: Shop, c: str) -> None:
+    await customer(shop, c)
+    await view(shop, c, SCARF)
+    await shop.sleep(hours=2)
+    await view(shop, f"{c}-other", {**SCARF, "stock": 0})  # the catalogue says: sold out
+    await shop.sleep(days=2)
+
+    assert [m.step for m in shop.outbox_mail()] == ["viewed"]
+    assert await result(shop, c) == JourneyResult(exit_reason="nothing_to_show", sent=["viewed"])
+
+
 async def test_everything_out_of_stock_sends_nothing(shop: Shop, c: str) -> None:
     await customer(shop, c)
     await view(shop, c, {**SCARF, "stock": 0})
@@ -367,6 +378,24 @@ async def test_offer_recommends_neither_the_viewed_nor_the_bought_nor_the_out_of
             "featured": ["silk-2", "scarf-1"],
             "recommended": ["beanie-3", "cap-4"],
         }
+
+
+async def test_status_shows_the_first_e_mail_moving_with_each_view(shop: Shop, c: str) -> None:
+    await customer(shop, c)
+    start = await shop.now()
+    await view(shop, c, SCARF)
+    handle = shop.handle(browse_abandonment_id(c))
+    status = await handle.query("status")
+    assert (status["state"], status["next_step"]) == ("waiting", "viewed")
+    await shop.sleep(minutes=15)
+    await view(shop, c, SILK)
+    await shop.sleep(minutes=1)
+    status = await handle.query("status")
+    assert status["next_step"] == "viewed"
+    assert status["waiting_for"] == "a cart or an order"
+    due = datetime.fromisoformat(status["next_send_at"])
+    assert due - start == pytest.approx(timedelta(minutes=35), abs=SECONDS)
+    await shop.sleep(days=2)
 
 
 async def test_fresh_history_replays(shop: Shop, c: str) -> None:

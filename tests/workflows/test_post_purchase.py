@@ -219,6 +219,25 @@ async def test_two_orders_two_journeys_and_a_later_order_ends_neither(shop: Shop
         )
 
 
+async def test_a_refund_ends_only_its_own_order_s_journey(shop: Shop, c: str) -> None:
+    await past_orders(shop, c)
+    await customer(shop, c)
+    await order(shop, c, f"o1-{c}", TEE)
+    await order(shop, c, f"o2-{c}", SHIRT)
+    await shop.sleep(days=1)
+    await shop.track(c, "Order Refunded", order_id=f"o2-{c}")
+    await shop.sleep(days=3)
+
+    assert [m.step for m in shop.outbox_mail()] == ["thank_you", "thank_you", "cross_sell"]
+    assert f"order o1-{c}" in shop.outbox_mail()[2].text
+    assert await result(shop, f"o1-{c}") == JourneyResult(
+        exit_reason="completed", sent=["thank_you", "cross_sell"]
+    )
+    assert await result(shop, f"o2-{c}") == JourneyResult(
+        exit_reason="order_refunded", sent=["thank_you"]
+    )
+
+
 async def test_the_same_order_reported_again_makes_no_second_journey(shop: Shop, c: str) -> None:
     await past_orders(shop, c)
     await customer(shop, c)
