@@ -1,6 +1,6 @@
-"""A second journey type for the frequency-cap tests: only one journey exists in production so
-far, and competing for the cap needs two. It is the cart journey under another name (so
-another priority), registered only on the tests' own worker."""
+"""A second journey type for the frequency-cap tests: the cart journey under another journey's
+name (so another priority), registered only on the tests' own worker, so two journeys of
+one customer compete for the cap at chosen moments."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name="RivalJourneyForTests")
 class RivalJourney(AbandonedCartWorkflow):
-    journey_name = "browse_abandonment"
+    journey_name = "welcome"
     title = "Rival (tests)"
 
     @workflow.run

@@ -28,7 +28,7 @@ CAP = Guardrails(
     min_hours_between=16,
     max_per_week=4,
     quiet_hours=None,
-    priority={"abandoned_cart": 1, "browse_abandonment": 5},
+    priority={"abandoned_cart": 1, "welcome": 5},
 )
 NIGHTS = GUARDRAILS_OFF.model_copy(update={"quiet_hours": QuietHours(time(21), time(9))})
 
@@ -108,7 +108,7 @@ async def test_two_journeys_competing_for_the_cap_go_one_by_one_in_priority_orde
             entered_at=await capped.now(),
             entry_event_id="rival-entry",
             spec=JourneySpec(
-                "browse_abandonment",
+                "welcome",
                 [StepSpec("reminder", after_s=2 * 3600, template="abandoned_cart/reminder")],
             ),
         ),
@@ -134,7 +134,7 @@ async def test_two_journeys_competing_for_the_cap_go_one_by_one_in_priority_orde
     assert near(cart_reminder[2], start + timedelta(minutes=30))
     # At the shared slot the higher priority goes; the cart's incentive, though due
     # earlier, steps aside for another 16 h.
-    assert rival[:2] == ("browse_abandonment", "reminder") and near(rival[2], slot)
+    assert rival[:2] == ("welcome", "reminder") and near(rival[2], slot)
     assert incentive[:2] == ("abandoned_cart", "incentive")
     assert near(incentive[2], slot + timedelta(hours=16))
     assert await cart.result() == JourneyResult(
