@@ -465,7 +465,9 @@ class Intake:
             remember(session, Order, order.id, order)
         order.customer_id = order.customer_id or owner.customer_id
         order.anonymous_id = order.anonymous_id or owner.anonymous_id
-        order.status = "completed"
+        if order.status not in ("refunded", "cancelled"):
+            # The same order reported again after its refund is still refunded.
+            order.status = "completed"
         order.total = props.total if props.total is not None else props.revenue
         order.revenue = props.revenue if props.revenue is not None else props.total
         order.currency = props.currency or self.journeys.shop.currency
