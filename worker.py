@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from activities.email import EmailActivities
 from activities.rendering import Renderer
+from activities.sweep import SweepActivities
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter.ids import email_task_queue
 from triggermail.journeys import JourneysConfig, load_journeys
@@ -36,11 +37,13 @@ from workflows.browse_abandonment import BrowseAbandonmentWorkflow
 from workflows.post_purchase import PostPurchaseWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.review_request import ReviewRequestWorkflow
+from workflows.sweep import SweepWorkflow
 from workflows.welcome import WelcomeWorkflow
 
 log = logging.getLogger("triggermail.worker")
 
 WORKFLOWS = [
+    SweepWorkflow,
     AbandonedCartWorkflow,
     BrowseAbandonmentWorkflow,
     PostPurchaseWorkflow,
@@ -120,12 +123,19 @@ def build_worker(
         clock=clock,
         links=UnsubscribeLinks(secret=secret, public_url=settings.public_url),
     )
+    sweep = SweepActivities(
+        session_factory=session_factory,
+        journeys=journeys,
+        client=client,
+        task_queue=settings.task_queue,
+        clock=clock,
+    )
     journeys_worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         # Journeys that scheduled their sends before the send queue existed still do so here.
-        activities=[email.send_email],
+        activities=[email.send_email, *sweep.activities()],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
     )

@@ -233,6 +233,124 @@ def temporal_setup() -> None:
         console.print(f"  {command}")
 
 
+schedules_app = typer.Typer(
+    help="Temporal Schedules: the daily sweep that starts the journeys of time passing.",
+    no_args_is_help=True,
+)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.command("apply")
+def schedules_apply() -> None:
+    """Create or update the Schedule triggermail-daily-sweep (TEMPORAL_ADDRESS's cluster).
+
+    It runs the sweep daily at sweep.at of the journeys TOML (UTC, default 02:00).
+
+    Overlaps are skipped; a run missed while the cluster was down starts within 12 h.
+
+    Applying again updates it; a Schedule an operator paused stays paused.
+    """
+    from triggermail.journeys import JourneysConfigError, load_journeys
+    from triggermail.temporal import (
+        SWEEP_CATCH_UP,
+        SWEEP_SCHEDULE_ID,
+        apply_sweep_schedule,
+        connect,
+    )
+
+    settings = Settings()
+    try:
+        journeys = load_journeys(settings.journeys)
+    except JourneysConfigError as err:
+        console.print(f"[red]schedule not applied:[/red] {err}")
+        raise typer.Exit(2) from err
+
+    async def apply() -> str:
+        client = await connect()
+        return await apply_sweep_schedule(
+            client, at=journeys.sweep.at, task_queue=settings.task_queue
+        )
+
+    done = asyncio.run(apply())
+    hours = SWEEP_CATCH_UP.total_seconds() / 3600
+    console.print(
+        f"schedule [bold]{SWEEP_SCHEDULE_ID}[/bold] {done}: SweepWorkflow daily at "
+        f"{journeys.sweep.at:%H:%M} UTC on task queue {settings.task_queue!r}, "
+        f"overlap skip, catch-up window {hours:g} h"
+    )
+
+
+@app.command()
+def sweep(
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="The day to sweep, YYYY-MM-DD (UTC); default: today."),
+    ] = None,
+) -> None:
+    """Run the daily sweep now, through Temporal, and wait for its counts.
+
+    It starts reactivations, win-backs, and the next day's birthdays and anniversaries.
+
+    The workflow the Schedule runs, on the worker's task queue: a worker must be running.
+
+    Journeys have deterministic IDs: sweeping a day again starts nothing twice.
+    """
+    from datetime import UTC, date
+
+    from rich.table import Table
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+    from starter.ids import sweep_id
+    from triggermail.temporal import connect
+    from workflows.sweep import SweepInput, SweepResult
+
+    if day is None:
+        day = datetime.now(UTC).date().isoformat()
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{day!r} is not a day; write YYYY-MM-DD", param_hint="--date"
+        ) from None
+    settings = Settings()
+
+    async def run() -> SweepResult:
+        client = await connect()
+        return await client.execute_workflow(
+            "SweepWorkflow",
+            SweepInput(day=day),
+            id=sweep_id(day),
+            task_queue=settings.task_queue,
+            result_type=SweepResult,
+            # Again the same day: a new run that finds every journey started already.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    console.print(f"sweeping {day} on task queue {settings.task_queue!r} …")
+    result = asyncio.run(run())
+    table = Table(
+        "journey",
+        "matched",
+        "started",
+        "started before",
+        "skipped",
+        title=f"sweep of {result.day} (covers {result.first_day} … {result.day})",
+    )
+    for kind, counts in result.counts.items():
+        skipped = ", ".join(f"{why} {n}" for why, n in sorted(counts.skipped.items()))
+        table.add_row(
+            kind,
+            str(counts.matched),
+            str(counts.started),
+            str(counts.already_started),
+            skipped or "—",
+        )
+    console.print(table)
+    started = sum(c.started for c in result.counts.values())
+    console.print(f"{started} journey(s) started in {result.pages} page(s)")
+
+
 @app.command()
 def preview(
     journey: Annotated[str | None, typer.Argument(help="Journey, e.g. abandoned_cart.")] = None,

@@ -28,7 +28,13 @@ from triggermail.journeys import load_journeys
 from triggermail.migrate import upgrade
 from triggermail.settings import DEFAULT_DATA_DIR, Settings
 from triggermail.store import make_engine, make_session_factory
-from triggermail.temporal import binary, metrics_runtime, register_search_attributes
+from triggermail.temporal import (
+    SWEEP_SCHEDULE_ID,
+    apply_sweep_schedule,
+    binary,
+    metrics_runtime,
+    register_search_attributes,
+)
 from worker import build_worker, make_transport
 from workflows.types import JourneyResult
 
@@ -106,6 +112,13 @@ async def run_dev(
     ) as env:
         client = env.client
         await register_search_attributes(client)
+        done = await apply_sweep_schedule(
+            client, at=journeys.sweep.at, task_queue=settings.task_queue
+        )
+        console.print(
+            f"[bold]temporal[/bold]: schedule {SWEEP_SCHEDULE_ID} {done} "
+            f"(daily at {journeys.sweep.at:%H:%M} UTC; `triggermail sweep` runs it now)"
+        )
         with ThreadPoolExecutor(settings.activity_threads) as executor:
             worker = build_worker(
                 client,

@@ -1,0 +1,584 @@
+"""The daily sweep's activities: who crossed a threshold, and their journeys started.
+
+Every query reads an index on the order statistics the intake keeps on each customer
+(``last_order_at``, ``birthday_md``, ``first_order_md``), one page at a time, so a
+sweep's cost grows with the customers it finds, not with the customers there are. Two
+aggregates run once per sweep: the VIP threshold (an index walk down ``total_spent``) and,
+only when ``[win_back] cadence_factor`` is set, the shop's average time between orders —
+the one O(customers) read, over every customer with two orders or more.
+
+A day's lapse: a customer whose last order was on day ``X - after_last_order`` (UTC)
+crosses the threshold on day ``X``; a sweep for day ``D`` covers the days since the last
+finished sweep (just ``D`` for the first one). Birthdays and anniversaries are looked up
+for the day after: a sweep runs the day before, while 09:00 on that day is still ahead in
+every timezone from UTC-12 to UTC+14.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.segments import segment_of, vip_threshold
+from starter.ids import anniversary_id, birthday_id, reactivation_id, win_back_id
+from starter.routing import journey_attributes
+from triggermail.birthdays import month_day
+from triggermail.journeys import JourneysConfig
+from triggermail.store import Customer, JourneyEntry, Suppression, SweepRun, utcnow
+from workflows.sweep import (
+    FINISH_ACTIVITY,
+    KINDS,
+    PAGE_ACTIVITY,
+    PLAN_ACTIVITY,
+    FinishInput,
+    JourneyCounts,
+    PageInput,
+    PageResult,
+    SweepCursor,
+    SweepPlan,
+)
+from workflows.types import LapsedInput, OccasionInput
+
+DAY = timedelta(days=1)
+RPC_TIMEOUT = timedelta(seconds=10)
+CONCURRENT_STARTS = 32
+"""Journey starts in flight at once within a page."""
+
+WORKFLOW_TYPES = {
+    "reactivation": "ReactivationWorkflow",
+    "win_back": "WinBackWorkflow",
+    "birthday": "BirthdayWorkflow",
+    "anniversary": "BirthdayWorkflow",
+}
+"""Started by type name: the sweep needs none of the journeys' code."""
+JOURNEY_OF = {
+    "reactivation": "reactivation",
+    "win_back": "win_back",
+    "birthday": "birthday",
+    "anniversary": "birthday",
+}
+"""The journeys TOML table (and ``Journey`` search attribute) of each kind."""
+SUMMARY = {
+    "reactivation": "Reactivation",
+    "win_back": "Win-back",
+    "birthday": "Birthday",
+    "anniversary": "Anniversary",
+}
+OTHER_LAPSED = {"reactivation": win_back_id, "win_back": reactivation_id}
+"""A lapsed customer is in one of the two at a time: the other kind's ID for the lapse."""
+
+
+class SweepError(Exception):
+    """A sweep that cannot work, whatever the retries (a malformed day): not retried."""
+
+
+@dataclass
+class Candidate:
+    """A match that passed the store's checks: its journey, ready to start."""
+
+    kind: str
+    customer_id: str
+    workflow_id: str
+    input: LapsedInput | OccasionInput
+    segment: str | None = None
+    other_id: str | None = None
+    """The other lapsed journey's ID, started for the same lapse (checked in Temporal)."""
+    day_ends_at: datetime | None = None
+    """Birthdays and anniversaries: the end of the day in the customer's timezone."""
+
+
+@dataclass
+class Page:
+    """One page read from the store."""
+
+    kind: str
+    counts: JourneyCounts
+    candidates: list[Candidate]
+    next: SweepCursor | None
+    rows: int = 0
+    """Rows the queries read (customers and suppressions), for the benchmark."""
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SweepError(f"{text!r} is not a day; write YYYY-MM-DD") from None
+
+
+def occasion_days(plan: SweepPlan) -> list[date]:
+    """Days whose birthdays and anniversaries this sweep starts: the day after each covered
+    day, but none already over (a missed sweep does not send last week's birthdays)."""
+    day, first = date.fromisoformat(plan.day), date.fromisoformat(plan.first_day)
+    return [
+        first + DAY * (i + 1) for i in range((day - first).days + 1) if first + DAY * i >= day - DAY
+    ]
+
+
+def month_days(days: Iterable[date]) -> dict[str, date]:
+    """``MM-DD`` to look up for each occasion day; 29 February is kept on 28 February in
+    years without one."""
+    out: dict[str, date] = {}
+    for day in days:
+        out[month_day(day)] = day
+        if day.month == 2 and day.day == 28 and not _leap(day.year):
+            out["02-29"] = day
+    return out
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+class SweepActivities:
+    """The sweep's plan, pages and record; ``worker.py`` hands in the store, the journeys
+    config, the Temporal client and the clock."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        journeys: JourneysConfig,
+        client: Client,
+        task_queue: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = session_factory
+        self.journeys = journeys
+        self.client = client
+        self.task_queue = task_queue
+        self.clock = clock
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.plan, self.page, self.finish]
+
+    # -- activities ----------------------------------------------------------------------
+
+    @activity.defn(name=PLAN_ACTIVITY)
+    async def plan(self, day: str) -> SweepPlan:
+        """Which days the sweep covers, and what it computes once: the VIP threshold, the
+        win-back threshold. Marks the day's sweep as begun.
+
+        Raises:
+            SweepError: ``day`` is not a day.
+        """
+        return await asyncio.to_thread(self.plan_sync, day)
+
+    @activity.defn(name=PAGE_ACTIVITY)
+    async def page(self, input: PageInput) -> PageResult:
+        """One page: read the matches, skip who must not get the journey, start the rest."""
+        page = await asyncio.to_thread(self.read_page, input.plan, input.cursor)
+        running = await self._others_running(page.candidates)
+        counts = page.counts
+        candidates = []
+        for candidate in page.candidates:
+            if candidate.workflow_id in running:
+                counts.skipped["other_running"] = counts.skipped.get("other_running", 0) + 1
+            else:
+                candidates.append(candidate)
+        candidates = await asyncio.to_thread(self.record_entries, input.plan, candidates)
+        outcomes = await self._start_all(candidates)
+        counts.started += outcomes.count("started")
+        counts.already_started += outcomes.count("already_started")
+        return PageResult(kind=page.kind, counts=counts, next=page.next)
+
+    @activity.defn(name=FINISH_ACTIVITY)
+    async def finish(self, input: FinishInput) -> None:
+        """Record the day's sweep as finished, with its counts: the next covers from here."""
+        await asyncio.to_thread(self.finish_sync, input)
+
+    # -- the store -----------------------------------------------------------------------
+
+    def plan_sync(self, day_text: str) -> SweepPlan:
+        day = parse_day(day_text)
+        with self.sessions.begin() as session:
+            last = session.scalar(
+                select(func.max(SweepRun.day)).where(
+                    SweepRun.day < day, SweepRun.finished_at.is_not(None)
+                )
+            )
+            if isinstance(last, str):  # SQLite without the column's type
+                last = date.fromisoformat(last)
+            first = last + DAY if last is not None else day
+            run = session.get(SweepRun, day)
+            if run is None:
+                session.add(SweepRun(day=day, started_at=self.clock(), counts={}))
+            else:
+                run.started_at = self.clock()
+            threshold = vip_threshold(session, self.journeys.segments)
+            win_back_after, gap = self._win_back_after(session)
+        return SweepPlan(
+            day=day.isoformat(),
+            first_day=first.isoformat(),
+            kinds=self._kinds(),
+            vip_threshold=str(threshold) if threshold is not None else None,
+            win_back_after_s=win_back_after.total_seconds() if win_back_after else None,
+            average_gap_s=gap,
+        )
+
+    def _kinds(self) -> list[str]:
+        kinds = []
+        for kind in KINDS:
+            journey = JOURNEY_OF[kind]
+            if not self.journeys.is_enabled(journey):
+                continue
+            if journey == "birthday":
+                steps = {step.name for step in self.journeys.birthday.steps}  # type: ignore[union-attr]
+                if kind not in steps:
+                    continue
+            kinds.append(kind)
+        return kinds
+
+    def _win_back_after(self, session: Session) -> tuple[timedelta | None, float | None]:
+        config = self.journeys.win_back
+        if config is None or not config.enabled:
+            return None, None
+        if config.cadence_factor <= 0:
+            return config.after_last_order, None
+        gap = average_gap_s(session)
+        if gap is None:
+            return config.after_last_order, None
+        # Whole days, so consecutive sweeps' windows meet as the average drifts.
+        days = max(round(config.cadence_factor * gap / 86400), 1)
+        return timedelta(days=days), gap
+
+    def read_page(self, plan: SweepPlan, cursor: SweepCursor) -> Page:
+        """One page of ``cursor.kind``'s matches after the cursor, checked against the store
+        (e-mail, consent, suppressions); the next cursor."""
+        kind = cursor.kind
+        size = self.journeys.sweep.page_size
+        now = self.clock()
+        with self.sessions() as session:
+            if kind in OTHER_LAPSED:
+                customers = list(session.scalars(self._lapsed_query(plan, cursor).limit(size)))
+            else:
+                customers = list(session.scalars(self._occasion_query(plan, cursor).limit(size)))
+            suppressed, suppression_rows = _suppressions(session, customers)
+        counts = JourneyCounts()
+        candidates = []
+        threshold = Decimal(plan.vip_threshold) if plan.vip_threshold is not None else None
+        days = month_days(occasion_days(plan))
+        for customer in customers:
+            candidate = self._candidate(kind, customer, plan, threshold, days, now)
+            if candidate is None:
+                continue  # an anniversary of an order placed this year
+            counts.matched += 1
+            reason = _skip_reason(customer, suppressed, candidate, now)
+            if reason is not None:
+                counts.skipped[reason] = counts.skipped.get(reason, 0) + 1
+            else:
+                candidates.append(candidate)
+        return Page(
+            kind=kind,
+            counts=counts,
+            candidates=candidates,
+            next=self._next(plan, cursor, customers, size),
+            rows=len(customers) + suppression_rows,
+        )
+
+    def _lapsed_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Customer]:
+        after = self._after(cursor.kind, plan)
+        lo = midnight(date.fromisoformat(plan.first_day)) - after
+        hi = midnight(date.fromisoformat(plan.day)) + DAY - after
+        query = select(Customer).where(Customer.last_order_at >= lo, Customer.last_order_at < hi)
+        if cursor.after_key is not None:
+            key = datetime.fromisoformat(cursor.after_key)
+            query = query.where(
+                Customer.last_order_at >= key,
+                or_(Customer.last_order_at > key, Customer.id > cursor.after_id),
+            )
+        return query.order_by(Customer.last_order_at, Customer.id)
+
+    def _after(self, kind: str, plan: SweepPlan) -> timedelta:
+        if kind == "win_back":
+            if plan.win_back_after_s is None:
+                raise SweepError("the win-back is not configured")
+            return timedelta(seconds=plan.win_back_after_s)
+        if self.journeys.reactivation is None:
+            raise SweepError("the reactivation is not configured")
+        return self.journeys.reactivation.after_last_order
+
+    def _occasion_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Customer]:
+        days = month_days(occasion_days(plan))
+        if cursor.kind == "birthday":
+            query = select(Customer).where(Customer.birthday_md.in_(list(days)))
+        else:
+            # Orders placed before the first occasion day: a same-day order of this year
+            # is not an anniversary yet.
+            first = min(days.values(), default=date.fromisoformat(plan.day))
+            query = select(Customer).where(
+                Customer.first_order_md.in_(list(days)), Customer.first_order_at < midnight(first)
+            )
+        if cursor.after_id is not None:
+            query = query.where(Customer.id > cursor.after_id)
+        return query.order_by(Customer.id)
+
+    def _next(
+        self, plan: SweepPlan, cursor: SweepCursor, customers: list[Customer], size: int
+    ) -> SweepCursor | None:
+        if len(customers) == size:
+            last = customers[-1]
+            lapsed = cursor.kind in OTHER_LAPSED and last.last_order_at is not None
+            key = last.last_order_at.isoformat() if lapsed and last.last_order_at else None
+            return SweepCursor(cursor.kind, after_key=key, after_id=last.id)
+        later = plan.kinds[plan.kinds.index(cursor.kind) + 1 :]
+        return SweepCursor(later[0]) if later else None
+
+    def _candidate(
+        self,
+        kind: str,
+        customer: Customer,
+        plan: SweepPlan,
+        threshold: Decimal | None,
+        days: dict[str, date],
+        now: datetime,
+    ) -> Candidate | None:
+        spec = self.journeys.spec(JOURNEY_OF[kind])
+        if kind in OTHER_LAPSED:
+            assert customer.last_order_at is not None
+            segment = segment_of(customer, threshold, self.journeys.segments)
+            key = customer.last_order_at.date().isoformat()
+            ids = {"reactivation": reactivation_id, "win_back": win_back_id}
+            return Candidate(
+                kind=kind,
+                customer_id=customer.id,
+                workflow_id=ids[kind](customer.id, key),
+                input=LapsedInput(
+                    customer_id=customer.id,
+                    entered_at=now,
+                    entry_key=key,
+                    spec=spec,
+                    segment=segment,
+                    last_order_at=customer.last_order_at,
+                    timezone=customer.timezone,
+                ),
+                segment=segment,
+                other_id=OTHER_LAPSED[kind](customer.id, key),
+            )
+        md = customer.birthday_md if kind == "birthday" else customer.first_order_md
+        day = days[md or ""]
+        years = None
+        if kind == "anniversary":
+            assert customer.first_order_at is not None
+            years = day.year - customer.first_order_at.year
+            if years < 1:
+                return None
+        zone = self._zone(customer.timezone)
+        assert self.journeys.birthday is not None
+        send_at = datetime.combine(day, self.journeys.birthday.send_at, tzinfo=zone)
+        make_id = birthday_id if kind == "birthday" else anniversary_id
+        return Candidate(
+            kind=kind,
+            customer_id=customer.id,
+            workflow_id=make_id(customer.id, day.year),
+            day_ends_at=datetime.combine(day + DAY, time(0), tzinfo=zone),
+            input=OccasionInput(
+                customer_id=customer.id,
+                occasion=kind,
+                day=day.isoformat(),
+                send_at=send_at.astimezone(UTC),
+                spec=spec,
+                years=years,
+                timezone=customer.timezone,
+            ),
+        )
+
+    def _zone(self, name: str | None) -> ZoneInfo:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                pass  # a timezone the shop sent wrong: the shop's own
+        return ZoneInfo(self.journeys.shop.timezone)
+
+    def record_entries(self, plan: SweepPlan, candidates: list[Candidate]) -> list[Candidate]:
+        """Record each journey's entry with its segment, once: a second sweep of the day
+        finds the first's segment and starts (nothing) with it."""
+        if not candidates:
+            return []
+        now = self.clock()
+        rows = [
+            {
+                "workflow_id": c.workflow_id,
+                "customer_id": c.customer_id,
+                "journey": JOURNEY_OF[c.kind],
+                "segment": c.segment,
+                "entered_at": now,
+                "sweep_date": date.fromisoformat(plan.day),
+            }
+            for c in candidates
+        ]
+        with self.sessions.begin() as session:
+            insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+            session.execute(
+                insert(JourneyEntry)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["workflow_id"])
+            )
+            query = select(JourneyEntry.workflow_id, JourneyEntry.segment).where(
+                JourneyEntry.workflow_id.in_([c.workflow_id for c in candidates])
+            )
+            stored = {workflow_id: segment for workflow_id, segment in session.execute(query)}
+        out = []
+        for c in candidates:
+            segment = stored.get(c.workflow_id, c.segment)
+            if isinstance(c.input, LapsedInput) and segment is not None:
+                c = dataclasses.replace(c, input=dataclasses.replace(c.input, segment=segment))
+            out.append(c)
+        return out
+
+    def finish_sync(self, input: FinishInput) -> None:
+        day = parse_day(input.plan.day)
+        with self.sessions.begin() as session:
+            run = session.get(SweepRun, day)
+            if run is None:
+                run = SweepRun(day=day, started_at=self.clock())
+                session.add(run)
+            run.finished_at = self.clock()
+            run.matched = sum(c.matched for c in input.counts.values())
+            run.started = sum(c.started for c in input.counts.values())
+            run.counts = {
+                "first_day": input.plan.first_day,
+                **{kind: dataclasses.asdict(c) for kind, c in input.counts.items()},
+            }
+
+    # -- Temporal ------------------------------------------------------------------------
+
+    async def _others_running(self, candidates: list[Candidate]) -> set[str]:
+        """The candidates whose other lapsed journey runs for the same lapse."""
+        checks = [c for c in candidates if c.other_id is not None]
+        limit = asyncio.Semaphore(CONCURRENT_STARTS)
+
+        async def running(candidate: Candidate) -> bool:
+            assert candidate.other_id is not None
+            async with limit:
+                try:
+                    described = await self.client.get_workflow_handle(candidate.other_id).describe(
+                        rpc_timeout=RPC_TIMEOUT
+                    )
+                except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND:
+                        return False
+                    raise
+            return described.status == WorkflowExecutionStatus.RUNNING
+
+        results = await asyncio.gather(*(running(c) for c in checks))
+        return {c.workflow_id for c, busy in zip(checks, results, strict=True) if busy}
+
+    async def _start_all(self, candidates: list[Candidate]) -> list[str]:
+        limit = asyncio.Semaphore(CONCURRENT_STARTS)
+
+        async def start(candidate: Candidate) -> str:
+            async with limit:
+                return await self.start(candidate)
+
+        return list(await asyncio.gather(*(start(c) for c in candidates)))
+
+    async def start(self, candidate: Candidate) -> str:
+        """Start one journey: ``started``, or ``already_started`` when an earlier sweep did."""
+        try:
+            handle = await self.client.start_workflow(
+                WORKFLOW_TYPES[candidate.kind],
+                candidate.input,
+                id=candidate.workflow_id,
+                task_queue=self.task_queue,
+                # Once per lapse, per year: a closed journey's ID is never reused, and a
+                # running one is left as it is.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=journey_attributes(
+                    JOURNEY_OF[candidate.kind], candidate.customer_id
+                ),
+                static_summary=f"{SUMMARY[candidate.kind]} · customer {candidate.customer_id}",
+                rpc_timeout=RPC_TIMEOUT,
+            )
+        except WorkflowAlreadyStartedError:
+            return "already_started"
+        # USE_EXISTING answers a running journey with its handle; the response says which.
+        response = getattr(handle, "_start_workflow_response", None)
+        if response is not None and not getattr(response, "started", True):
+            return "already_started"
+        return "started"
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def average_gap_s(session: Session) -> float | None:
+    """The shop's average time between a customer's orders, in seconds, over the customers
+    with two orders or more; None when there are none.
+
+    O(customers): the one aggregate of the sweep that reads every repeat buyer, once per
+    sweep, and only with ``[win_back] cadence_factor`` set.
+    """
+    span: Any
+    if _dialect(session) == "postgresql":
+        span = func.extract("epoch", Customer.last_order_at - Customer.first_order_at)
+    else:
+        span = (
+            func.julianday(Customer.last_order_at) - func.julianday(Customer.first_order_at)
+        ) * 86400
+    average = session.scalar(
+        select(func.avg(span / (Customer.orders_count - 1))).where(Customer.orders_count >= 2)
+    )
+    return float(average) if average is not None else None
+
+
+def _suppressions(session: Session, customers: list[Customer]) -> tuple[dict[str, str], int]:
+    """The page's suppressions, by customer id and by lower-cased address: one query."""
+    if not customers:
+        return {}, 0
+    ids = [c.id for c in customers]
+    emails = [c.email.lower() for c in customers if c.email]
+    rows = session.execute(
+        select(Suppression.customer_id, Suppression.email, Suppression.reason)
+        .where(or_(Suppression.customer_id.in_(ids), Suppression.email.in_(emails)))
+        .order_by(Suppression.id.desc())
+    ).all()
+    reasons: dict[str, str] = {}
+    for customer_id, email, reason in rows:  # the oldest last: it wins, as at send time
+        if customer_id:
+            reasons[customer_id] = reason
+        if email:
+            reasons[f"email:{email}"] = reason
+    out: dict[str, str] = {}
+    for c in customers:
+        why = reasons.get(c.id) or (reasons.get(f"email:{c.email.lower()}") if c.email else None)
+        if why:
+            out[c.id] = why
+    return out, len(rows)
+
+
+def _skip_reason(
+    customer: Customer, suppressed: dict[str, str], candidate: Candidate, now: datetime
+) -> str | None:
+    """Why the journey would be stopped by the send guard anyway: not started."""
+    if not customer.email:
+        return "no_email"
+    if not customer.marketing_consent:
+        return "no_consent"
+    if customer.id in suppressed:
+        return f"suppressed:{suppressed[customer.id]}"
+    if candidate.day_ends_at is not None and candidate.day_ends_at <= now:
+        return "day_over"  # a late sweep: a greeting the day after is no greeting
+    return None
