@@ -21,15 +21,29 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from loadkit import ours_burst, raw_burst, stack_with_raw
+from loadkit import cpu_note, cpu_seconds, ours_burst, raw_burst, stack_with_raw
 
 
 async def bench(emails: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as folder:
         async with stack_with_raw(Path(folder), reminder="1h", incentive=None) as (stack, raw):
+            processes = {
+                "server": stack.server,
+                "worker": stack.worker,
+                "api": stack.api,
+                "raw worker": raw,
+            }
+            start = cpu_seconds(processes)
             raw_before = await raw_burst(stack, raw, emails)
-            ours, ingest = await ours_burst(stack, emails, ingest_per_s=40)
+            after_raw = cpu_seconds(processes)
+            ours, ingest = await ours_burst(stack, emails)
+            after_ours = cpu_seconds(processes)
             raw_after = await raw_burst(stack, raw, emails)
+            print("CPU ms per workflow, raw (starts included):", cpu_note(start, after_raw, emails))
+            print(
+                "CPU ms per e-mail, ours (intake's starts on the server included):",
+                cpu_note(after_raw, after_ours, emails),
+            )
     raw_s = (raw_before + raw_after) / 2
     print(
         f"{emails} e-mails due at once: ours {ours:.1f} s; raw {raw_before:.1f} s before, "

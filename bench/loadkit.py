@@ -71,8 +71,13 @@ class RawWorker(Process):
 
 @contextlib.asynccontextmanager
 async def stack_with_raw(folder: Path, **options: Any) -> AsyncIterator[tuple[Stack, RawWorker]]:
-    """Our stack (no send rate limit unless asked) and raw Temporal's worker, one server."""
+    """Our stack (no send rate limit unless asked) and raw Temporal's worker, one server.
+
+    The dev server keeps its state in memory here: on a database file it spends most of
+    its time in SQLite's writes, and measures the disk more than Temporal or us.
+    """
     options.setdefault("sends_per_second", 0)
+    options.setdefault("temporal_in_memory", True)
     with database(folder) as url:
         async with Stack(folder, database_url=url, **options) as stack:
             raw = RawWorker(folder, stack.server.address, "bench-raw")
@@ -159,30 +164,43 @@ async def close_times(client: Client, query: str, count: int, *, timeout: float)
 
 async def raw_burst(stack: Stack, raw: RawWorker, count: int) -> float:
     """Seconds raw Temporal takes to drain ``count`` sleepers all due at one instant."""
+    # The instant must come after the last start: time a few starts first (those sleep
+    # for a day, outside the measurement), then leave half as much again as they need.
+    probe = max(20, count // 20)
+    began = time.time()
+    await start_raw(stack.client, raw.queue, uuid.uuid4().hex[:6], [began + 86400] * probe)
+    due = time.time() + count * (time.time() - began) / probe * 1.5 + 5
     run = uuid.uuid4().hex[:6]
-    due = time.time() + count / 100 + 10  # after the starts: ≥ 100/s on this machine
     await start_raw(stack.client, raw.queue, run, [due] * count)
     assert time.time() < due, "raw starts ran past the due time"
-    closed = await close_times(
-        stack.client, f"WorkflowId STARTS_WITH 'raw/{run}/'", count, timeout=count + 120
-    )
+    query = f"WorkflowId STARTS_WITH 'raw/{run}/'"
+    closed = await close_times(stack.client, query, count, timeout=count + 600)
     return max(closed) - due
 
 
-async def ours_burst(stack: Stack, count: int, *, ingest_per_s: float) -> tuple[float, float]:
+async def ours_burst(stack: Stack, count: int) -> tuple[float, float]:
     """Seconds our journeys take to send ``count`` e-mails all due at one instant, and the
-    intake's rate. The journeys wait 1 h after their carts, so the carts are dated back."""
+    intake's rate (customers/s). The journeys wait 1 h after their carts, so the carts are
+    dated back to put the instant after the last entry (timed on a few first, as raw's)."""
+    probe = max(20, count // 20)
+    began = time.time()
+    probe_run = uuid.uuid4().hex[:6]
+    await enter(stack, dict.fromkeys([f"{probe_run}-c{i}" for i in range(probe)], now()))
+    due = time.time() + count * (time.time() - began) / probe * 1.5 + 5
     run = uuid.uuid4().hex[:6]
-    due = time.time() + count / ingest_per_s + 10
-    left_at = datetime.fromtimestamp(due, UTC) - timedelta(hours=1)
     customers = [f"{run}-c{i}" for i in range(count)]
+    left_at = datetime.fromtimestamp(due, UTC) - timedelta(hours=1)
     rate = await enter(stack, dict.fromkeys(customers, left_at))
     assert time.time() < due, f"ingest ({rate:.0f} customers/s) ran past the due time"
-    await stack.finish(customers, timeout=count + 300)
+    await stack.finish(customers, timeout=count + 600)
     closed = await journey_close_times(stack.client, customers)
     result = stack.tally("burst", customers)
     assert result.duplicates == result.lost == result.unknown == 0, result
     return max(closed) - due, rate
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 async def journey_close_times(client: Client, customers: list[str]) -> list[float]:
@@ -228,6 +246,20 @@ class RssSampler:
     def stop(self) -> float:
         self._task.cancel()
         return self.peak / 2**20
+
+
+def cpu_seconds(processes: dict[str, Process]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far, by name."""
+    out = {}
+    for name, process in processes.items():
+        times = psutil.Process(process.pid).cpu_times()
+        out[name] = times.user + times.system
+    return out
+
+
+def cpu_note(before: dict[str, float], after: dict[str, float], count: int) -> str:
+    """CPU ms per item in each process between two readings."""
+    return ", ".join(f"{name} {(after[name] - before[name]) / count * 1000:.1f}" for name in before)
 
 
 def percentile(values: list[float], q: float) -> float:
