@@ -23,6 +23,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
+from activities.lapsed import LapsedActivities
 from activities.rendering import Renderer
 from activities.sweep import SweepActivities
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
@@ -35,10 +36,12 @@ from triggermail.temporal import connect, missing_search_attributes
 from workflows.abandoned_cart import AbandonedCartWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
 from workflows.post_purchase import PostPurchaseWorkflow
+from workflows.reactivation import ReactivationWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.review_request import ReviewRequestWorkflow
 from workflows.sweep import SweepWorkflow
 from workflows.welcome import WelcomeWorkflow
+from workflows.win_back import WinBackWorkflow
 
 log = logging.getLogger("triggermail.worker")
 
@@ -50,6 +53,8 @@ WORKFLOWS = [
     ReviewRequestWorkflow,
     ReplenishmentWorkflow,
     WelcomeWorkflow,
+    ReactivationWorkflow,
+    WinBackWorkflow,
 ]
 
 
@@ -130,12 +135,13 @@ def build_worker(
         task_queue=settings.task_queue,
         clock=clock,
     )
+    lapsed = LapsedActivities(session_factory=session_factory, journeys=journeys, clock=clock)
     journeys_worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         # Journeys that scheduled their sends before the send queue existed still do so here.
-        activities=[email.send_email, *sweep.activities()],
+        activities=[email.send_email, *sweep.activities(), lapsed.sunset_after, lapsed.sunset],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
     )

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from activities.lapsed import LAPSED_JOURNEYS, lapsed_content
 from activities.recommendations import recommend
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, Customer, Order, OrderLine, Product, Review
@@ -33,6 +34,8 @@ class Content:
     products: list[Product] = field(default_factory=list)
     recommendations: list[Product] = field(default_factory=list)
     order: Order | None = None
+    lapsed: dict[str, Any] | None = None
+    """Reactivation and win-back: :func:`activities.lapsed.lapsed_content`."""
 
     def record(self) -> dict[str, list[str]]:
         """What the ledger keeps: the ids shown, for attribution."""
@@ -94,6 +97,8 @@ def journey_content(
         )
         if not content.products:
             return Content(stop="reviewed")
+    elif journey in LAPSED_JOURNEYS:
+        content.lapsed = lapsed_content(journeys, request)
     elif journey == "replenishment":
         if _bought_again(session, journeys, request, customer):
             return Content(stop="repurchased")
@@ -115,8 +120,9 @@ def journey_content(
 
 
 def content_context(content: Content, shop_url: str, currency: str) -> dict[str, Any]:
-    """The template keys ``products``, ``recommendations`` and ``order``."""
+    """The template keys ``products``, ``recommendations``, ``order`` and ``lapsed``."""
     return {
+        "lapsed": content.lapsed,
         "products": [_product(p, shop_url, currency) for p in content.products],
         "recommendations": [_product(p, shop_url, currency) for p in content.recommendations],
         "order": _order_context(content.order, shop_url, currency) if content.order else None,

@@ -8,6 +8,7 @@ anyone twice.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.content import Content, content_context, journey_content
 from activities.guardrails import Hold, hold, lock_customer, suppression
+from activities.lapsed import with_segment_offer
 from activities.rendering import Renderer, TemplateError
 from activities.transports import (
     AmbiguousSendError,
@@ -61,6 +63,7 @@ class EmailActivities:
     @activity.defn
     def send_email(self, request: SendEmailInput) -> SendResult:
         """Send one step's e-mail at most once, unless a guard says it must not go."""
+        request = with_segment_offer(self.journeys, request)
         with self.session_factory() as session:
             # Before anything is read: two journeys of this customer deciding about the
             # frequency cap at once must take turns, or both would pass it.
@@ -154,6 +157,7 @@ class EmailActivities:
                         journey=request.journey,
                         step=request.step.name,
                         unsubscribe_url=self.links.url(row.id),
+                        survey_url=functools.partial(self.links.survey_url, row.id),
                         content=content,
                     ),
                     locale=customer.locale,
@@ -274,12 +278,14 @@ def render_context(
     journey: str,
     step: str,
     unsubscribe_url: str | None = None,
+    survey_url: Callable[[str], str] | None = None,
     content: Content | None = None,
 ) -> dict[str, Any]:
     """What a step's templates read, from the store's rows; ``triggermail preview`` uses it too.
 
     ``unsubscribe_url`` is the e-mail's signed link; previews, which have none, show the
-    shop's preferences page. ``content`` is the journey's products and order
+    shop's preferences page. ``survey_url`` makes a survey answer's signed link (previews:
+    the shop's page). ``content`` is the journey's products and order
     (:func:`activities.content.journey_content`).
     """
     shop = journeys.shop
@@ -302,6 +308,11 @@ def render_context(
             else None
         ),
     }
+    lapsed = context["lapsed"]
+    if lapsed is not None and lapsed["survey"]:
+        link = survey_url or (lambda answer: shop.url)
+        survey = [{**entry, "url": link(entry["answer"])} for entry in lapsed["survey"]]
+        context["lapsed"] = {**lapsed, "survey": survey}
     if cart is not None:
         lines = []
         total = Decimal(0)

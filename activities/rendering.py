@@ -888,8 +888,37 @@ def sample_context(
             if journey == "review_request" and review_request is not None
             else None
         ),
+        "lapsed": _sample_lapsed(journeys, journey, step),
         "now": datetime(2030, 1, 1, 12, 0, tzinfo=UTC),
     }
+
+
+def _sample_lapsed(journeys: JourneysConfig, journey: str, step: str) -> dict[str, Any] | None:
+    """A repeat buyer's ``lapsed`` key, as the send builds it; None for other journeys."""
+    from activities.lapsed import LAPSED_JOURNEYS, lapsed_content
+    from workflows.types import SendEmailInput
+
+    if journey not in LAPSED_JOURNEYS or getattr(journeys, journey, None) is None:
+        return None
+    spec = next((s for s in journeys.spec(journey).steps if s.name == step), None)
+    if spec is None:
+        return None
+    request = SendEmailInput(
+        idempotency_key="sample",
+        customer_id="sample",
+        journey=journey,
+        step=spec,
+        workflow_id="sample",
+        entered_at=datetime(2030, 1, 1, 12, 0, tzinfo=UTC),
+        segment="repeat",
+    )
+    lapsed = lapsed_content(journeys, request)
+    assert lapsed is not None
+    survey = [
+        {**entry, "url": f"http://localhost:8000/survey/sample/{entry['answer']}"}
+        for entry in lapsed["survey"]
+    ]
+    return {**lapsed, "survey": survey}
 
 
 def _recommendations(journeys: JourneysConfig, journey: str, step: str) -> int:

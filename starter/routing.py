@@ -45,6 +45,7 @@ from triggermail.store import (
     Customer,
     EmailSend,
     Event,
+    JourneyEntry,
     Order,
     OrderLine,
     Product,
@@ -53,6 +54,7 @@ from triggermail.store import (
 from workflows.abandoned_cart import AbandonedCartWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
 from workflows.post_purchase import PostPurchaseWorkflow
+from workflows.reactivation import ReactivationWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.review_request import ReviewRequestWorkflow
 from workflows.search_attributes import CUSTOMER_ID, JOURNEY
@@ -70,6 +72,7 @@ from workflows.types import (
     WelcomeInput,
 )
 from workflows.welcome import WelcomeWorkflow
+from workflows.win_back import WinBackWorkflow
 
 CART_EVENTS = frozenset({"Product Added", "Product Removed", "Checkout Started"})
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -82,6 +85,8 @@ JOURNEY_WORKFLOWS: dict[str, Any] = {
     "review_request": ReviewRequestWorkflow,
     "replenishment": ReplenishmentWorkflow,
     "welcome": WelcomeWorkflow,
+    "reactivation": ReactivationWorkflow,
+    "win_back": WinBackWorkflow,
 }
 """Each journey's workflow class; its ``title`` names it in the Temporal UI."""
 
@@ -99,6 +104,8 @@ SENT = ("sent", "unknown", "attempting")
 """Ledger states of an e-mail that may have reached the customer."""
 ORDER_JOURNEYS_HORIZON = timedelta(days=400)
 """How far back a customer's orders may still have journeys running (a year's cycle)."""
+LAPSED_JOURNEYS = ("reactivation", "win_back")
+"""Journeys keyed by customer and lapse, found from the entries the daily sweep records."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,11 @@ class Router:
                 ExitJourney(workflow_id(customer_id), "purchase", at, ref=order_id)
                 for journey, workflow_id in ENDS_ON_PURCHASE.items()
                 if journey != "browse_abandonment" or self._may_browse(session, customer_id, at)
+            ]
+            routes += [
+                ExitJourney(workflow_id, "purchase", at, ref=order_id)
+                for workflow_ids in lapsed_journeys(session, customer_id, at).values()
+                for workflow_id in workflow_ids
             ]
             order = lookup(session, Order, order_id)
             if order is not None and order.customer_id == customer_id:
@@ -642,6 +654,26 @@ def journeys_of(
     matches = [match] if match else ["product", "category"]
     keys = {replenishment_key(m, product) for product in products for m in matches}
     ids["replenishment"] = sorted(replenishment_id(customer_id, k) for k in keys if k)
+    ids.update(lapsed_journeys(session, customer_id, now))
+    return ids
+
+
+def lapsed_journeys(session: Session, customer_id: str, now: datetime) -> dict[str, list[str]]:
+    """The customer's reactivations and win-backs that may still run, by journey name.
+
+    Keyed by the day of the last order, their IDs cannot be made from the customer alone:
+    the sweep's entries name them (one indexed query on customer and entry time).
+    """
+    rows = session.execute(
+        select(JourneyEntry.journey, JourneyEntry.workflow_id).where(
+            JourneyEntry.customer_id == customer_id,
+            JourneyEntry.entered_at >= now - ORDER_JOURNEYS_HORIZON,
+            JourneyEntry.journey.in_(LAPSED_JOURNEYS),
+        )
+    )
+    ids: dict[str, list[str]] = {journey: [] for journey in LAPSED_JOURNEYS}
+    for journey, workflow_id in rows:
+        ids[journey].append(workflow_id)
     return ids
 
 

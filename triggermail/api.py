@@ -44,6 +44,7 @@ from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.outbox_viewer import outbox_router
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
+from triggermail.survey import survey_router
 from triggermail.temporal import connect
 from triggermail.unsubscribe import unsubscribe_router
 from triggermail.webhooks import sendgrid_webhook_router
@@ -367,6 +368,7 @@ def create_app(
     if settings.mail_transport == "outbox":
         app.include_router(outbox_router(settings.outbox_dir, admin_key=admin_key))
     app.include_router(unsubscribe_router(settings, clock=clock or utcnow))
+    app.include_router(survey_router(settings, clock=clock or utcnow))
     if settings.sendgrid_webhook_public_key:
         key = settings.sendgrid_webhook_public_key
         app.include_router(sendgrid_webhook_router(key, clock=clock or utcnow))

@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.guardrails import suppressions_of
 from starter.ids import customer_journey_ids
 from starter.routing import journey_ids
-from triggermail.store import Customer, EmailSend, Event, Identity, utcnow
+from triggermail.store import Customer, EmailSend, Event, Identity, SurveyAnswer, utcnow
 from workflows.types import JourneyStatus
 
 RPC_TIMEOUT = timedelta(seconds=5)
@@ -91,6 +91,12 @@ class SentEmail(BaseModel):
     sent_at: datetime | None
 
 
+class SurveyReply(BaseModel):
+    answer: str = Field(description="price, quality, delivery, checkout or other.")
+    send_id: str = Field(description="The reactivation e-mail it answers.")
+    answered_at: datetime
+
+
 class RunningJourney(BaseModel):
     journey: str
     workflow_id: str
@@ -107,6 +113,10 @@ class CustomerCard(BaseModel):
     consent: Consent
     events: list[TimelineEvent] = Field(description="Newest first.")
     emails: list[SentEmail] = Field(description="Newest first.")
+    survey: list[SurveyReply] = Field(
+        default_factory=list,
+        description="Why they stopped buying (reactivation survey), newest first.",
+    )
     journeys: list[RunningJourney] | None = Field(
         description="Running now; None when Temporal could not be asked."
     )
@@ -215,6 +225,11 @@ def _from_store(
             .where(EmailSend.customer_id == customer_id)
             .order_by(EmailSend.created_at.desc())
         )
+        answers = session.scalars(
+            select(SurveyAnswer)
+            .where(SurveyAnswer.customer_id == customer_id)
+            .order_by(SurveyAnswer.answered_at.desc())
+        )
         return CustomerCard(
             profile=Profile(
                 id=customer.id,
@@ -270,6 +285,10 @@ def _from_store(
                 )
                 for row in emails
             ],
+            survey=[
+                SurveyReply(answer=row.answer, send_id=row.send_id, answered_at=row.answered_at)
+                for row in answers
+            ],
             journeys=None,
         )
 
@@ -301,6 +320,8 @@ def card_renderable(card: CustomerCard) -> Group:
             "suppressed",
             f"{entry.reason}{where} via {entry.source}, {entry.created_at:%Y-%m-%d %H:%M} UTC",
         )
+    for reply in card.survey:
+        about.add_row("stopped buying", f"{reply.answer}, {reply.answered_at:%Y-%m-%d %H:%M} UTC")
     about.add_row("locale / timezone", f"{profile.locale or '—'} / {profile.timezone or '—'}")
     if profile.anonymous_ids:
         about.add_row("linked devices", ", ".join(profile.anonymous_ids))

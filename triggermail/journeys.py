@@ -183,6 +183,10 @@ class Reactivation(LapsedJourney):
     ask: Literal["promo", "survey"] = "promo"
     """``promo``: the step's unique code; ``survey``: why they stopped, answered by a link."""
 
+    def makes_offer(self, step: StepSpec) -> bool:
+        """Whether a segment's offer replaces the step's: every step, when it asks ``promo``."""
+        return self.ask == "promo"
+
 
 class WinBack(LapsedJourney):
     """Offer, value, farewell; no reaction by the end of the farewell: sunset."""
@@ -195,6 +199,13 @@ class WinBack(LapsedJourney):
         default_factory=list
     )
     """What sets the shop apart, in its own words: the value phase lists them."""
+    sunset_after: Duration = timedelta(days=7)
+    """Grace after the last farewell: no open, click or order by then, and the customer is
+    sunset (no marketing e-mail ever again)."""
+
+    def makes_offer(self, step: StepSpec) -> bool:
+        """Whether a segment's offer replaces the step's: the offer phase's steps."""
+        return step.phase == "offer"
 
     @model_validator(mode="after")
     def _phases_in_order(self) -> WinBack:

@@ -277,6 +277,9 @@ class SendEmailInput:
     """The order the e-mail is about (post-purchase, review request, replenishment)."""
     product_ids: list[str] = field(default_factory=list)
     """The products the e-mail is about (viewed, to reorder), most relevant first."""
+    segment: str | None = None
+    """Lapsed-customer journeys: the customer's segment at entry (``vip``, ``repeat``,
+    ``one_time``), whose offer the e-mail makes."""
 
 
 @dataclass(frozen=True)
@@ -294,3 +297,27 @@ class SendResult:
     ``frequency_cap`` or ``quiet_hours``."""
     not_before: datetime | None = None
     """For ``deferred``: the first moment the e-mail may go."""
+
+
+@dataclass(frozen=True)
+class SunsetInput:
+    """A win-back's farewell has gone and its grace is over: sunset the customer unless
+    they reacted to the journey's e-mails."""
+
+    customer_id: str
+    journey: str
+    workflow_id: str
+    """The journey whose e-mails' opens and clicks count as a reaction."""
+    entered_at: datetime
+    """Orders and e-mails from then on count."""
+    send_id: str
+    """The farewell: recorded on the suppression as what led to it."""
+
+
+@dataclass(frozen=True)
+class SunsetResult:
+    sunset: bool
+    """The customer is sunset (now, or was already)."""
+    reason: str
+    """``no_reaction`` (sunset now), how they reacted (``order``, ``click``, ``open``), or
+    the suppression they already had (``unsubscribed``…)."""

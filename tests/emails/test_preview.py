@@ -89,7 +89,7 @@ def test_customer_preview_uses_the_store_and_creates_no_coupon(
     ("args", "message"),
     [
         (["abandoned_cart", "nope", "--sample"], "its steps are reminder, incentive"),
-        (["win_back", "offer"], "no journey 'win_back'"),
+        (["loyalty", "offer"], "no journey 'loyalty'"),
         (["abandoned_cart", "reminder", "--customer", "nobody"], "no customer 'nobody'"),
     ],
 )

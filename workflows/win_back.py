@@ -1,0 +1,103 @@
+"""Win-back: a lapsed customer gets offers, then what sets the shop apart, then a farewell;
+no reaction at all, and they are sunset."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lapsed import LapsedActivities
+    from workflows.journey import Journey
+    from workflows.types import (
+        JourneyResult,
+        LapsedInput,
+        SendEmailInput,
+        SendResult,
+        StepSpec,
+        SunsetInput,
+        SunsetResult,
+    )
+
+WAITING_FOR = "a purchase or an unsubscribe"
+SUNSET_STEP = StepSpec(name="sunset", after_s=0, template="")
+"""Not an e-mail: where the journey stands while it waits to sunset a silent customer."""
+LAPSED_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=5)
+)
+
+
+@workflow.defn
+class WinBackWorkflow(Journey):
+    """One lapse's win-back (ID: ``win-back/<customer id>/<last order day>``, started once by
+    the daily sweep).
+
+    Steps come from the journeys TOML, snapshotted at entry, in phases: **offer** (by
+    default free shipping, 25 % off a week later, both a week after that; the customer's
+    segment sets the offer level at send time), **value** (the shop's value points),
+    **farewell** (regret and a one-click opt-out). When the last farewell has gone, the
+    journey waits ``[win_back] sunset_after``; a customer who by then never opened or
+    clicked any of its e-mails, nor ordered, is sunset: suppressed with reason ``sunset``,
+    so no marketing journey mails them again.
+
+    Signals:
+        ``exit(JourneyExit)``: a purchase, an unsubscribe or an operator's cancel — ends it.
+    Queries:
+        ``status() -> JourneyStatus``.
+    """
+
+    journey_name = "win_back"
+    title = "Win-back"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.segment: str | None = None
+
+    async def send(self, request: SendEmailInput) -> SendResult | None:
+        # The segment picks the offer the e-mail makes (activities.lapsed).
+        return await super().send(replace(request, segment=self.segment))
+
+    @workflow.run
+    async def run(self, input: LapsedInput) -> JourneyResult:
+        self.begin(
+            customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
+        )
+        self.segment = input.segment
+        due = input.entered_at
+        for step in input.spec.steps:
+            due += timedelta(seconds=step.after_s)
+            if not await self.wait_for(step, due, why=WAITING_FOR):
+                return self.finish(self.exited.reason if self.exited else "completed")
+            stop = await self.send_step(
+                step, entry_event_id=input.entry_key, entered_at=input.entered_at
+            )
+            if stop is not None:
+                return self.finish(stop)
+        farewell = next((e for e in reversed(self.emails) if e.status in ("sent", "unknown")), None)
+        if farewell is None or input.spec.steps[-1].name != farewell.step:
+            return self.finish("completed")  # no farewell went out: nobody to say goodbye to
+        grace = await workflow.execute_activity_method(
+            LapsedActivities.sunset_after,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=LAPSED_RETRY,
+        )
+        sunset_at = farewell.at + timedelta(seconds=grace)
+        if not await self.wait_for(SUNSET_STEP, sunset_at, why="an open, a click or an order"):
+            return self.finish(self.exited.reason if self.exited else "completed")
+        result: SunsetResult = await workflow.execute_activity_method(
+            LapsedActivities.sunset,
+            SunsetInput(
+                customer_id=input.customer_id,
+                journey=self.journey_name,
+                workflow_id=workflow.info().workflow_id,
+                entered_at=input.entered_at,
+                send_id=farewell.send_id,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=LAPSED_RETRY,
+            summary="sunset unless the customer reacted",
+        )
+        return self.finish("sunset" if result.sunset else f"reacted_{result.reason}")
