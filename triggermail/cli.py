@@ -522,5 +522,69 @@ def customer(
         console.print(card_renderable(card))
 
 
+@app.command()
+def report(
+    since: Annotated[
+        str, typer.Option(help="The period: this long before now, e.g. 7d, 30d, 12w.")
+    ] = "30d",
+    journey: Annotated[str | None, typer.Option(help="Only this journey.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON (schema: docs/report.md) instead of tables.")
+    ] = False,
+    html: Annotated[
+        str | None, typer.Option(help="Also write a self-contained HTML report with charts here.")
+    ] = None,
+) -> None:
+    """Sends, opens, clicks, conversions and attributed revenue per journey, step and variant.
+
+    Read from the store (TRIGGERMAIL_DATABASE_URL) alone; attribution windows from the
+    journeys TOML's [attribution].
+    """
+    from pathlib import Path
+
+    from sqlalchemy.exc import DBAPIError
+
+    from triggermail.durations import parse_duration
+    from triggermail.journeys import JOURNEY_NAMES, JourneysConfigError, load_journeys
+    from triggermail.report import build_report, report_html, report_renderable
+    from triggermail.store import make_engine, make_session_factory, utcnow
+
+    try:
+        period = parse_duration(since)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--since") from err
+    if journey is not None and journey not in JOURNEY_NAMES:
+        known = ", ".join(sorted(JOURNEY_NAMES))
+        raise typer.BadParameter(
+            f"{journey!r} is not a journey; known: {known}", param_hint="--journey"
+        )
+    settings = Settings()
+    try:
+        journeys = load_journeys(settings.journeys)
+    except JourneysConfigError as err:
+        console.print(f"[red]no report:[/red] {err}")
+        raise typer.Exit(2) from err
+    until = utcnow()
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            built = build_report(
+                session, journeys, since=until - period, until=until, journey=journey
+            )
+    except DBAPIError as err:
+        console.print(f"[red]store unavailable:[/red] {err.orig or err}")
+        raise typer.Exit(2) from err
+    finally:
+        engine.dispose()
+    if html is not None:
+        Path(html).write_text(report_html(built), encoding="utf-8")
+    if as_json:
+        typer.echo(built.model_dump_json(indent=2))
+    else:
+        console.print(report_renderable(built))
+        if html is not None:
+            console.print(f"HTML report: [bold]{html}[/bold]")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -404,11 +404,24 @@ class Guardrails(_Strict):
         return journey in self.exempt
 
 
+class Attribution(_Strict):
+    """Which e-mail an order is credited to (``triggermail report``)."""
+
+    click_window: Duration = timedelta(days=5)
+    """An order is credited to the last e-mail the customer clicked this long before it…"""
+    open_window: Duration = timedelta(days=1)
+    """…failing that, to the last one opened (received, without open tracking) this long
+    before it."""
+    open_tracking: bool = True
+    """False when SendGrid's open tracking is off: a received (delivered) e-mail counts."""
+
+
 class JourneysConfig(_Strict):
     shop: Shop
     guardrails: Guardrails = Guardrails()
     segments: Segments = Segments()
     sweep: Sweep = Sweep()
+    attribution: Attribution = Attribution()
     abandoned_cart: Journey
     browse_abandonment: BrowseAbandonment | None = None
     post_purchase: Journey | None = None
