@@ -21,7 +21,14 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from loadkit import cpu_note, cpu_seconds, ours_burst, raw_burst, stack_with_raw
+from loadkit import (
+    cpu_note,
+    cpu_seconds,
+    history_length,
+    ours_burst,
+    raw_burst,
+    stack_with_raw,
+)
 
 
 async def bench(emails: int) -> tuple[float, float]:
@@ -34,11 +41,14 @@ async def bench(emails: int) -> tuple[float, float]:
                 "raw worker": raw,
             }
             start = cpu_seconds(processes)
-            raw_before = await raw_burst(stack, raw, emails)
+            raw_before, raw_id = await raw_burst(stack, raw, emails)
             after_raw = cpu_seconds(processes)
-            ours, ingest = await ours_burst(stack, emails)
+            ours, ingest, ours_id = await ours_burst(stack, emails)
             after_ours = cpu_seconds(processes)
-            raw_after = await raw_burst(stack, raw, emails)
+            raw_after, _ = await raw_burst(stack, raw, emails)
+            ours_events = await history_length(stack.client, ours_id)
+            raw_events = await history_length(stack.client, raw_id)
+            print(f"history events: journey of one e-mail {ours_events}, raw {raw_events}")
             print("CPU ms per workflow, raw (starts included):", cpu_note(start, after_raw, emails))
             print(
                 "CPU ms per e-mail, ours (intake's starts on the server included):",

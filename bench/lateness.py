@@ -44,11 +44,11 @@ async def bench(journeys: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         async with stack_with_raw(Path(folder), reminder="1h", incentive=None) as (stack, raw):
             rss = RssSampler(stack.worker.pid)
-            raw_drain = await raw_burst(stack, raw, journeys)
+            raw_drain, _ = await raw_burst(stack, raw, journeys)
             raw_per_s = journeys / raw_drain
             print(f"raw: {journeys} due at once drained in {raw_drain:.1f} s ({raw_per_s:.0f}/s)")
 
-            ours_drain, ingest_per_s = await ours_burst(stack, journeys)
+            ours_drain, ingest_per_s, _ = await ours_burst(stack, journeys)
             print(
                 f"ours: {journeys} due at once drained in {ours_drain:.1f} s "
                 f"({journeys / ours_drain:.0f}/s); intake took {ingest_per_s:.0f} customers/s"
@@ -57,7 +57,7 @@ async def bench(journeys: int) -> dict[str, float]:
             # Spread: due one after another at half raw's rate, the first once all are asleep.
             rate = raw_per_s / 2
             run = uuid.uuid4().hex[:6]
-            first_due = time.time() + journeys / ingest_per_s * 1.5 + 5
+            first_due = time.time() + journeys / ingest_per_s * 3 + 10
             due = {f"{run}-c{i}": first_due + i / rate for i in range(journeys)}
             carts = {
                 customer: datetime.fromtimestamp(at, UTC) - timedelta(hours=1)

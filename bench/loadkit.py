@@ -162,31 +162,33 @@ async def close_times(client: Client, query: str, count: int, *, timeout: float)
         await asyncio.sleep(1)
 
 
-async def raw_burst(stack: Stack, raw: RawWorker, count: int) -> float:
-    """Seconds raw Temporal takes to drain ``count`` sleepers all due at one instant."""
+async def raw_burst(stack: Stack, raw: RawWorker, count: int) -> tuple[float, str]:
+    """Seconds raw Temporal takes to drain ``count`` sleepers all due at one instant, and
+    one of their workflow IDs."""
     # The instant must come after the last start: time a few starts first (those sleep
-    # for a day, outside the measurement), then leave half as much again as they need.
+    # for a day, outside the measurement), then leave three times what they took (load varies).
     probe = max(20, count // 20)
     began = time.time()
     await start_raw(stack.client, raw.queue, uuid.uuid4().hex[:6], [began + 86400] * probe)
-    due = time.time() + count * (time.time() - began) / probe * 1.5 + 5
+    due = time.time() + count * (time.time() - began) / probe * 3 + 10
     run = uuid.uuid4().hex[:6]
     await start_raw(stack.client, raw.queue, run, [due] * count)
     assert time.time() < due, "raw starts ran past the due time"
     query = f"WorkflowId STARTS_WITH 'raw/{run}/'"
     closed = await close_times(stack.client, query, count, timeout=count + 600)
-    return max(closed) - due
+    return max(closed) - due, f"raw/{run}/0"
 
 
-async def ours_burst(stack: Stack, count: int) -> tuple[float, float]:
-    """Seconds our journeys take to send ``count`` e-mails all due at one instant, and the
-    intake's rate (customers/s). The journeys wait 1 h after their carts, so the carts are
-    dated back to put the instant after the last entry (timed on a few first, as raw's)."""
+async def ours_burst(stack: Stack, count: int) -> tuple[float, float, str]:
+    """Seconds our journeys take to send ``count`` e-mails all due at one instant, the
+    intake's rate (customers/s), and one journey's ID. The journeys wait 1 h after their
+    carts, so the carts are dated back to put the instant after the last entry (timed on
+    a few first, as raw's)."""
     probe = max(20, count // 20)
     began = time.time()
     probe_run = uuid.uuid4().hex[:6]
     await enter(stack, dict.fromkeys([f"{probe_run}-c{i}" for i in range(probe)], now()))
-    due = time.time() + count * (time.time() - began) / probe * 1.5 + 5
+    due = time.time() + count * (time.time() - began) / probe * 3 + 10
     run = uuid.uuid4().hex[:6]
     customers = [f"{run}-c{i}" for i in range(count)]
     left_at = datetime.fromtimestamp(due, UTC) - timedelta(hours=1)
@@ -196,7 +198,11 @@ async def ours_burst(stack: Stack, count: int) -> tuple[float, float]:
     closed = await journey_close_times(stack.client, customers)
     result = stack.tally("burst", customers)
     assert result.duplicates == result.lost == result.unknown == 0, result
-    return max(closed) - due, rate
+    return max(closed) - due, rate, abandoned_cart_id(customers[0])
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
+    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
 
 
 def now() -> datetime:
