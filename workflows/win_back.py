@@ -11,7 +11,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.lapsed import LapsedActivities
-    from workflows.journey import Journey
+    from workflows.journey import STOP_REASONS, Journey
     from workflows.types import (
         JourneyResult,
         LapsedInput,
@@ -100,4 +100,9 @@ class WinBackWorkflow(Journey):
             retry_policy=LAPSED_RETRY,
             summary="sunset unless the customer reacted",
         )
-        return self.finish("sunset" if result.sunset else f"reacted_{result.reason}")
+        if result.sunset:
+            return self.finish("sunset")
+        # Suppressed meanwhile (a complaint, an unsubscribe the signal never brought): that
+        # is the end; otherwise how the customer showed they still read us.
+        stop = result.reason if result.reason in STOP_REASONS else f"reacted_{result.reason}"
+        return self.finish(stop)

@@ -25,7 +25,7 @@ from tests.workflows.lapsed import (
     sent,
     suppressions,
 )
-from triggermail.store import Coupon
+from triggermail.store import Coupon, Suppression
 from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
@@ -294,3 +294,19 @@ async def test_fresh_history_replays(shop: Shop, c: str) -> None:
     await result(shop, workflow_id)
     history = await shop.handle(workflow_id).fetch_history()
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
+
+
+async def test_a_customer_suppressed_in_the_grace_period_is_not_sunset_too(
+    shop: Shop, c: str
+) -> None:
+    await lapsed_customer(shop, c)
+    workflow_id = await enter(shop, "win_back", c)
+    await shop.sleep(days=38)
+    # A complaint recorded without the journey hearing of it (SendGrid reports it late).
+    with shop.sessions() as session:
+        session.add(Suppression(customer_id=c, reason="spamreport", source="sendgrid"))
+        session.commit()
+    await shop.sleep(days=5)
+
+    assert suppressions(shop, c) == [("spamreport", "sendgrid", None)]
+    assert await result(shop, workflow_id) == JourneyResult(exit_reason="spamreport", sent=STEPS)
