@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
@@ -90,7 +90,16 @@ class Attributed:
     """When the credited click, open or receipt happened."""
 
 
-def order_value(order: Order) -> Decimal:
+class _Priced(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def revenue(self) -> Decimal | None: ...
+    @property
+    def total(self) -> Decimal | None: ...
+
+
+def order_value(order: _Priced) -> Decimal:
     """What an order is worth to the shop: its revenue, else its total; nothing when neither
     is known, or when it was refunded or cancelled."""
     if order.status != "completed":
@@ -133,7 +142,15 @@ def attribute_orders(
     ``customer_ids``: only these customers' orders (a report on a few customers).
     """
     query = (
-        select(Order)
+        select(
+            Order.id,
+            Order.customer_id,
+            Order.placed_at,
+            Order.status,
+            Order.revenue,
+            Order.total,
+            Order.currency,
+        )
         .where(
             Order.status == "completed",
             Order.customer_id.is_not(None),
@@ -144,7 +161,7 @@ def attribute_orders(
     )
     if customer_ids is not None:
         query = query.where(Order.customer_id.in_(list(customer_ids)))
-    orders = list(session.scalars(query))
+    orders = list(session.execute(query))
     touches = touches_of(
         session,
         sorted({order.customer_id for order in orders if order.customer_id}),
