@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from starter.ids import win_back_id
 from tests.harness import Shop
 from tests.workflows.lapsed import (
     TEE,
@@ -28,6 +29,7 @@ from tests.workflows.lapsed import (
 from triggermail.store import Coupon, Suppression
 from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
+from workflows.sweep import SweepInput, SweepWorkflow
 from workflows.types import JourneyResult
 
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -310,3 +312,41 @@ async def test_a_customer_suppressed_in_the_grace_period_is_not_sunset_too(
 
     assert suppressions(shop, c) == [("spamreport", "sendgrid", None)]
     assert await result(shop, workflow_id) == JourneyResult(exit_reason="spamreport", sent=STEPS)
+
+
+async def test_the_daily_sweep_starts_it_with_the_segment_and_an_order_ends_it(
+    shop: Shop, c: str
+) -> None:
+    today = (await shop.tick()).date()
+    placed = datetime.combine(today - timedelta(days=180), time(10), tzinfo=UTC)
+    await shop.identify(c, email=f"{c}@example.com", firstName="Ana")
+    await shop.send(
+        {
+            "type": "track",
+            "userId": c,
+            "event": "Order Completed",
+            "properties": {"order_id": f"{c}-o-0", "total": 24.9, "products": [TEE]},
+            "timestamp": placed.isoformat(),
+        }
+    )
+    with shop.env.auto_time_skipping_disabled():
+        swept = await shop.env.client.execute_workflow(
+            SweepWorkflow.run,
+            SweepInput(day=today.isoformat()),
+            id=f"sweep/{today}/{uuid.uuid4()}",
+            task_queue=shop.task_queue,
+        )
+    assert swept.counts["win_back"].started == 1
+    workflow_id = win_back_id(c, placed.date().isoformat())
+    shop.touched.add(workflow_id)
+    await shop.sleep(days=8)
+
+    # One order, long ago: a one-time buyer gets the one-time offer.
+    assert [m.subject for m in shop.outbox_mail()] == [
+        "Free shipping on your next order",
+        "15% off your next order, just for you",
+    ]
+    await shop.track(c, "Order Completed", order_id=f"{c}-o-1", total=24.9, products=[TEE])
+    assert await result(shop, workflow_id) == JourneyResult(
+        exit_reason="purchase", sent=["free_shipping", "discount"]
+    )
