@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Select, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, Select, Table, func, or_, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -52,7 +52,7 @@ from workflows.sweep import (
     SweepCursor,
     SweepPlan,
 )
-from workflows.types import LapsedInput, OccasionInput
+from workflows.types import JourneySpec, LapsedInput, OccasionInput
 
 DAY = timedelta(days=1)
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -81,6 +81,38 @@ SUMMARY = {
 }
 OTHER_LAPSED = {"reactivation": win_back_id, "win_back": reactivation_id}
 """A lapsed customer is in one of the two at a time: the other kind's ID for the lapse."""
+
+
+SUPPRESSION = (
+    select(Suppression.reason)
+    .where(
+        or_(
+            Suppression.customer_id == Customer.id,
+            Suppression.email == func.lower(Customer.email),
+        )
+    )
+    .order_by(Suppression.id)
+    .limit(1)
+    .correlate(Customer)
+    .scalar_subquery()
+)
+"""Why the customer or their address is suppressed, as the send guard reads it (the first
+row): two index lookups per match, in the page's own query."""
+SWEPT = (
+    Customer.id,
+    Customer.email,
+    Customer.marketing_consent,
+    Customer.timezone,
+    Customer.orders_count,
+    Customer.total_spent,
+    Customer.first_order_at,
+    Customer.first_order_md,
+    Customer.last_order_at,
+    Customer.birthday_md,
+    SUPPRESSION.label("suppressed"),
+)
+"""What the sweep reads of a customer (rows, not ORM objects: thousands per sweep), never
+their traits or names."""
 
 
 class SweepError(Exception):
@@ -268,21 +300,23 @@ class SweepActivities:
         size = self.journeys.sweep.page_size
         now = self.clock()
         with self.sessions() as session:
-            if kind in OTHER_LAPSED:
-                customers = list(session.scalars(self._lapsed_query(plan, cursor).limit(size)))
-            else:
-                customers = list(session.scalars(self._occasion_query(plan, cursor).limit(size)))
-            suppressed, suppression_rows = _suppressions(session, customers)
+            query = (
+                self._lapsed_query(plan, cursor)
+                if kind in OTHER_LAPSED
+                else self._occasion_query(plan, cursor)
+            )
+            customers = session.execute(query.limit(size)).all()
         counts = JourneyCounts()
         candidates = []
         threshold = Decimal(plan.vip_threshold) if plan.vip_threshold is not None else None
         days = month_days(occasion_days(plan))
+        spec = self.journeys.spec(JOURNEY_OF[kind])
         for customer in customers:
-            candidate = self._candidate(kind, customer, plan, threshold, days, now)
+            candidate = self._candidate(kind, customer, spec, threshold, days, now)
             if candidate is None:
                 continue  # an anniversary of an order placed this year
             counts.matched += 1
-            reason = _skip_reason(customer, suppressed, candidate, now)
+            reason = _skip_reason(customer, candidate, now)
             if reason is not None:
                 counts.skipped[reason] = counts.skipped.get(reason, 0) + 1
             else:
@@ -292,14 +326,14 @@ class SweepActivities:
             counts=counts,
             candidates=candidates,
             next=self._next(plan, cursor, customers, size),
-            rows=len(customers) + suppression_rows,
+            rows=len(customers) + sum(1 for c in customers if c.suppressed),
         )
 
-    def _lapsed_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Customer]:
+    def _lapsed_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Any]:
         after = self._after(cursor.kind, plan)
         lo = midnight(date.fromisoformat(plan.first_day)) - after
         hi = midnight(date.fromisoformat(plan.day)) + DAY - after
-        query = select(Customer).where(Customer.last_order_at >= lo, Customer.last_order_at < hi)
+        query = select(*SWEPT).where(Customer.last_order_at >= lo, Customer.last_order_at < hi)
         if cursor.after_key is not None:
             key = datetime.fromisoformat(cursor.after_key)
             query = query.where(
@@ -317,15 +351,15 @@ class SweepActivities:
             raise SweepError("the reactivation is not configured")
         return self.journeys.reactivation.after_last_order
 
-    def _occasion_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Customer]:
+    def _occasion_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Any]:
         days = month_days(occasion_days(plan))
         if cursor.kind == "birthday":
-            query = select(Customer).where(Customer.birthday_md.in_(list(days)))
+            query = select(*SWEPT).where(Customer.birthday_md.in_(list(days)))
         else:
             # Orders placed before the first occasion day: a same-day order of this year
             # is not an anniversary yet.
             first = min(days.values(), default=date.fromisoformat(plan.day))
-            query = select(Customer).where(
+            query = select(*SWEPT).where(
                 Customer.first_order_md.in_(list(days)), Customer.first_order_at < midnight(first)
             )
         if cursor.after_id is not None:
@@ -333,7 +367,7 @@ class SweepActivities:
         return query.order_by(Customer.id)
 
     def _next(
-        self, plan: SweepPlan, cursor: SweepCursor, customers: list[Customer], size: int
+        self, plan: SweepPlan, cursor: SweepCursor, customers: Sequence[Row[Any]], size: int
     ) -> SweepCursor | None:
         if len(customers) == size:
             last = customers[-1]
@@ -346,16 +380,16 @@ class SweepActivities:
     def _candidate(
         self,
         kind: str,
-        customer: Customer,
-        plan: SweepPlan,
+        customer: Row[Any],
+        spec: JourneySpec,
         threshold: Decimal | None,
         days: dict[str, date],
         now: datetime,
     ) -> Candidate | None:
-        spec = self.journeys.spec(JOURNEY_OF[kind])
         if kind in OTHER_LAPSED:
             assert customer.last_order_at is not None
-            segment = segment_of(customer, threshold, self.journeys.segments)
+            # A row with the columns segment_of reads (total spent, orders).
+            segment = segment_of(cast(Customer, customer), threshold, self.journeys.segments)
             key = customer.last_order_at.date().isoformat()
             ids = {"reactivation": reactivation_id, "win_back": win_back_id}
             return Candidate(
@@ -427,17 +461,27 @@ class SweepActivities:
             }
             for c in candidates
         ]
+        table = cast(Table, JourneyEntry.__table__)
         with self.sessions.begin() as session:
-            insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-            session.execute(
-                insert(JourneyEntry)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["workflow_id"])
-            )
+            if _dialect(session) == "postgresql":
+                inserted = set(session.execute(INSERT_ENTRIES, _columns(rows)).scalars())
+            else:
+                statement = (
+                    sqlite.insert(table)
+                    .on_conflict_do_nothing(index_elements=["workflow_id"])
+                    .returning(table.c.workflow_id)
+                )
+                inserted = set(session.connection().execute(statement, rows).scalars())
+            # Entries of an earlier run of the day: the segment they recorded stands.
+            earlier = [c.workflow_id for c in candidates if c.workflow_id not in inserted]
             query = select(JourneyEntry.workflow_id, JourneyEntry.segment).where(
-                JourneyEntry.workflow_id.in_([c.workflow_id for c in candidates])
+                JourneyEntry.workflow_id.in_(earlier)
             )
-            stored = {workflow_id: segment for workflow_id, segment in session.execute(query)}
+            stored = (
+                {workflow_id: segment for workflow_id, segment in session.execute(query)}
+                if earlier
+                else {}
+            )
         out = []
         for c in candidates:
             segment = stored.get(c.workflow_id, c.segment)
@@ -520,6 +564,34 @@ class SweepActivities:
         return "started"
 
 
+INSERT_ENTRIES = text(
+    """
+    INSERT INTO journey_entries
+        (workflow_id, customer_id, journey, segment, entered_at, sweep_date)
+    SELECT w, c, j, s, CAST(:entered_at AS timestamptz), CAST(:sweep_date AS date)
+    FROM unnest(
+        CAST(:workflow_id AS varchar[]), CAST(:customer_id AS varchar[]),
+        CAST(:journey AS varchar[]), CAST(:segment AS varchar[])
+    ) AS page(w, c, j, s)
+    ON CONFLICT (workflow_id) DO NOTHING
+    RETURNING workflow_id
+    """
+)
+"""A page's entries in one statement of four arrays: a VALUES list of a few thousand
+parameters costs more to build and parse than to insert."""
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "workflow_id": [r["workflow_id"] for r in rows],
+        "customer_id": [r["customer_id"] for r in rows],
+        "journey": [r["journey"] for r in rows],
+        "segment": [r["segment"] for r in rows],
+        "entered_at": rows[0]["entered_at"],
+        "sweep_date": rows[0]["sweep_date"],
+    }
+
+
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
@@ -544,41 +616,14 @@ def average_gap_s(session: Session) -> float | None:
     return float(average) if average is not None else None
 
 
-def _suppressions(session: Session, customers: list[Customer]) -> tuple[dict[str, str], int]:
-    """The page's suppressions, by customer id and by lower-cased address: one query."""
-    if not customers:
-        return {}, 0
-    ids = [c.id for c in customers]
-    emails = [c.email.lower() for c in customers if c.email]
-    rows = session.execute(
-        select(Suppression.customer_id, Suppression.email, Suppression.reason)
-        .where(or_(Suppression.customer_id.in_(ids), Suppression.email.in_(emails)))
-        .order_by(Suppression.id.desc())
-    ).all()
-    reasons: dict[str, str] = {}
-    for customer_id, email, reason in rows:  # the oldest last: it wins, as at send time
-        if customer_id:
-            reasons[customer_id] = reason
-        if email:
-            reasons[f"email:{email}"] = reason
-    out: dict[str, str] = {}
-    for c in customers:
-        why = reasons.get(c.id) or (reasons.get(f"email:{c.email.lower()}") if c.email else None)
-        if why:
-            out[c.id] = why
-    return out, len(rows)
-
-
-def _skip_reason(
-    customer: Customer, suppressed: dict[str, str], candidate: Candidate, now: datetime
-) -> str | None:
+def _skip_reason(customer: Row[Any], candidate: Candidate, now: datetime) -> str | None:
     """Why the journey would be stopped by the send guard anyway: not started."""
     if not customer.email:
         return "no_email"
     if not customer.marketing_consent:
         return "no_consent"
-    if customer.id in suppressed:
-        return f"suppressed:{suppressed[customer.id]}"
+    if customer.suppressed:
+        return f"suppressed:{customer.suppressed}"
     if candidate.day_ends_at is not None and candidate.day_ends_at <= now:
         return "day_over"  # a late sweep: a greeting the day after is no greeting
     return None

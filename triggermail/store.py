@@ -84,6 +84,11 @@ class Base(DeclarativeBase):
 
 class Customer(Base):
     __tablename__ = "customers"
+    # The daily sweep pages through a day's birthdays and anniversaries by customer id.
+    __table_args__ = (
+        Index("ix_customers_birthday_md_id", "birthday_md", "id"),
+        Index("ix_customers_first_order_md_id", "first_order_md", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320))
@@ -97,14 +102,14 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     birthday: Mapped[date | None] = mapped_column(Date)
     """The ``birthday`` trait; year 1904 when the shop sent only the day (``--02-29``)."""
-    birthday_md: Mapped[str | None] = mapped_column(String(5), index=True)
+    birthday_md: Mapped[str | None] = mapped_column(String(5))
     """``MM-DD`` of the birthday: the daily sweep finds the day's birthdays by it."""
     # Kept by the intake on every order event, so the daily sweep reads an index, not orders.
     orders_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Completed (not refunded or cancelled) orders."""
     total_spent: Mapped[Decimal] = mapped_column(Money, default=0, server_default="0", index=True)
     first_order_at: Mapped[datetime | None]
-    first_order_md: Mapped[str | None] = mapped_column(String(5), index=True)
+    first_order_md: Mapped[str | None] = mapped_column(String(5))
     """``MM-DD`` of the first order: the anniversary the sweep looks for."""
     last_order_at: Mapped[datetime | None] = mapped_column(index=True)
 
