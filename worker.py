@@ -34,6 +34,7 @@ from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect, missing_search_attributes
 from workflows.abandoned_cart import AbandonedCartWorkflow
+from workflows.birthday import BirthdayWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
 from workflows.post_purchase import PostPurchaseWorkflow
 from workflows.reactivation import ReactivationWorkflow
@@ -53,6 +54,7 @@ WORKFLOWS = [
     ReviewRequestWorkflow,
     ReplenishmentWorkflow,
     WelcomeWorkflow,
+    BirthdayWorkflow,
     ReactivationWorkflow,
     WinBackWorkflow,
 ]

@@ -10,14 +10,17 @@ preview`` builds a customer's e-mail through the same code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from activities.guardrails import customer_zone
 from activities.lapsed import LAPSED_JOURNEYS, lapsed_content
 from activities.recommendations import recommend
+from triggermail.birthdays import birthday_on
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, Customer, Order, OrderLine, Product, Review
 from workflows.types import SendEmailInput
@@ -34,6 +37,8 @@ class Content:
     products: list[Product] = field(default_factory=list)
     recommendations: list[Product] = field(default_factory=list)
     order: Order | None = None
+    occasion: dict[str, Any] | None = None
+    """Birthday journey: ``name`` (``birthday``/``anniversary``), ``years``, ``day``."""
     lapsed: dict[str, Any] | None = None
     """Reactivation and win-back: :func:`activities.lapsed.lapsed_content`."""
 
@@ -97,6 +102,10 @@ def journey_content(
         )
         if not content.products:
             return Content(stop="reviewed")
+    elif journey == "birthday":
+        content.occasion = _occasion(journeys, request, customer)
+        if content.occasion is None:
+            return Content(stop="not_their_day")
     elif journey in LAPSED_JOURNEYS:
         content.lapsed = lapsed_content(journeys, request)
     elif journey == "replenishment":
@@ -120,8 +129,10 @@ def journey_content(
 
 
 def content_context(content: Content, shop_url: str, currency: str) -> dict[str, Any]:
-    """The template keys ``products``, ``recommendations``, ``order`` and ``lapsed``."""
+    """The template keys ``products``, ``recommendations``, ``order``, ``occasion`` and
+    ``lapsed``."""
     return {
+        "occasion": content.occasion,
         "lapsed": content.lapsed,
         "products": [_product(p, shop_url, currency) for p in content.products],
         "recommendations": [_product(p, shop_url, currency) for p in content.recommendations],
@@ -146,6 +157,32 @@ def _products(session: Session, product_ids: list[str], *, sellable: bool = True
     rows = {p.id: p for p in session.scalars(select(Product).where(Product.id.in_(product_ids)))}
     ordered = [rows[pid] for pid in dict.fromkeys(product_ids) if pid in rows]
     return [p for p in ordered if not sellable or p.stock is None or p.stock > 0]
+
+
+def _occasion(
+    journeys: JourneysConfig, request: SendEmailInput, customer: Customer
+) -> dict[str, Any] | None:
+    """The birthday or first-order anniversary the e-mail greets; None when the store no
+    longer has it on this day (a corrected birthday, an order history taken back)."""
+    if request.send_on:
+        day = date.fromisoformat(request.send_on)
+    else:  # a preview: as if today were the day
+        day = request.entered_at.astimezone(customer_zone(customer, journeys.shop.timezone)).date()
+    name = request.step.name
+    if name == "birthday":
+        if request.send_on and (
+            customer.birthday is None or birthday_on(customer.birthday, day.year) != day
+        ):
+            return None
+        return {"name": name, "years": None, "day": day}
+    first = customer.first_order_at
+    # As the sweep finds anniversaries: by the first order's day in UTC.
+    if first is None or (request.send_on and birthday_on(first.date(), day.year) != day):
+        return None
+    years = day.year - first.year
+    if years < 1:
+        return None
+    return {"name": name, "years": years, "day": day}
 
 
 def _bought_again(

@@ -13,9 +13,10 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.content import Content, content_context, journey_content
-from activities.guardrails import Hold, hold, lock_customer, suppression
+from activities.guardrails import Hold, customer_zone, hold, lock_customer, suppression
 from activities.lapsed import with_segment_offer
 from activities.rendering import Renderer, TemplateError
 from activities.transports import (
@@ -134,6 +135,12 @@ class EmailActivities:
                 if row.status == "pending"
                 else None
             )
+            goes_at = held.until if held is not None and request.may_defer else now
+            if request.send_on and row.status == "pending":
+                zone = customer_zone(customer, self.journeys.shop.timezone)
+                if goes_at >= _end_of_day(request.send_on, zone):
+                    # A greeting for a day that is over is worse than none.
+                    return _settle(session, row, request, "skipped", "too_late")
             if held is not None and request.may_defer:
                 if held.until - (row.due_at or now) > guardrails.max_deferral:
                     return _settle(session, row, request, "skipped", "capped")
@@ -376,6 +383,12 @@ def _defer(session: Session, row: EmailSend, request: SendEmailInput, held: Hold
         "triggermail_emails_deferred", "E-mails held back by the frequency cap or quiet hours"
     ).add(1, {"journey": request.journey, "step": request.step.name, "reason": held.reason})
     return SendResult(status="deferred", send_id=row.id, reason=held.reason, not_before=held.until)
+
+
+def _end_of_day(day: str, zone: ZoneInfo) -> datetime:
+    """The first moment after ``day`` (``YYYY-MM-DD``) in ``zone``, in UTC."""
+    after = date.fromisoformat(day) + timedelta(days=1)
+    return datetime.combine(after, time(0), tzinfo=zone).astimezone(UTC)
 
 
 def _result(row: EmailSend) -> SendResult:

@@ -22,7 +22,7 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -795,6 +795,13 @@ SAMPLE_ORDERS: dict[str, tuple[str, datetime, datetime | None, list[tuple[str, i
     ),
 }
 
+SAMPLE_OCCASIONS: dict[str, dict[str, Any]] = {
+    # step of the birthday journey: the occasion it greets
+    "birthday": {"name": "birthday", "years": None, "day": date(2030, 1, 1)},
+    "anniversary": {"name": "anniversary", "years": 3, "day": date(2030, 1, 1)},
+}
+"""The birthday journey's ``occasion``, on the day of the samples' ``now``."""
+
 SAMPLE_PEOPLE = {
     "en": ("Alex", "Europe/London"),
     "fr": ("Camille", "Europe/Paris"),
@@ -888,6 +895,8 @@ def sample_context(
             if journey == "review_request" and review_request is not None
             else None
         ),
+        # Only the birthday journey's e-mails greet an occasion.
+        "occasion": SAMPLE_OCCASIONS.get(step) if journey == "birthday" else None,
         "lapsed": _sample_lapsed(journeys, journey, step),
         "now": datetime(2030, 1, 1, 12, 0, tzinfo=UTC),
     }

@@ -31,6 +31,8 @@ from activities.guardrails import suppression
 from starter.events import SegmentEvent
 from starter.ids import (
     abandoned_cart_id,
+    anniversary_id,
+    birthday_id,
     browse_abandonment_id,
     customer_journey_ids,
     post_purchase_id,
@@ -52,6 +54,7 @@ from triggermail.store import (
     Review,
 )
 from workflows.abandoned_cart import AbandonedCartWorkflow
+from workflows.birthday import BirthdayWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
 from workflows.post_purchase import PostPurchaseWorkflow
 from workflows.reactivation import ReactivationWorkflow
@@ -85,6 +88,7 @@ JOURNEY_WORKFLOWS: dict[str, Any] = {
     "review_request": ReviewRequestWorkflow,
     "replenishment": ReplenishmentWorkflow,
     "welcome": WelcomeWorkflow,
+    "birthday": BirthdayWorkflow,
     "reactivation": ReactivationWorkflow,
     "win_back": WinBackWorkflow,
 }
@@ -655,6 +659,9 @@ def journeys_of(
     keys = {replenishment_key(m, product) for product in products for m in matches}
     ids["replenishment"] = sorted(replenishment_id(customer_id, k) for k in keys if k)
     ids.update(lapsed_journeys(session, customer_id, now))
+    # The sweep starts a greeting the day before its day: on 31 December, next year's.
+    years = (now.year, now.year + 1)
+    ids["birthday"] = [f(customer_id, y) for y in years for f in (birthday_id, anniversary_id)]
     return ids
 
 

@@ -280,6 +280,10 @@ class SendEmailInput:
     segment: str | None = None
     """Lapsed-customer journeys: the customer's segment at entry (``vip``, ``repeat``,
     ``one_time``), whose offer the e-mail makes."""
+    send_on: str | None = None
+    """The day the e-mail is for (``YYYY-MM-DD`` in the customer's timezone, the shop's
+    when unknown): a birthday greeting. It is skipped (``too_late``) rather than sent, or
+    held by the cap or quiet hours, past the end of that day."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from activities.guardrails import quiet_end
-from triggermail.journeys import JourneysConfigError, QuietHours, load_journeys
+from triggermail.journeys import Guardrails, JourneysConfigError, QuietHours, load_journeys
 from triggermail.links import UnsubscribeLinks
 
 NIGHT = QuietHours(time(21), time(9))
@@ -85,7 +85,8 @@ def test_the_packaged_defaults_are_the_issue_defaults() -> None:
     assert guardrails.max_deferral == timedelta(days=3)
     assert guardrails.priority_of("abandoned_cart") == 10
     assert guardrails.priority_of("welcome") == 5  # below the cart: its follow-ups can wait
-    assert guardrails.priority_of("birthday") == 0
+    assert guardrails.priority_of("birthday") == 9  # its day does not come back
+    assert Guardrails().priority_of("birthday") == 0  # unlisted
 
 
 def test_each_guardrail_switches_off(tmp_path: Path) -> None:
