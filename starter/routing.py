@@ -167,7 +167,11 @@ class Router:
                 for workflow_id in workflow_ids
             ]
             order = lookup(session, Order, order_id)
-            if order is not None and order.customer_id == customer_id:
+            if (
+                order is not None
+                and order.customer_id == customer_id
+                and order.status == "completed"
+            ):
                 routes += self._order_routes(session, event, order, at, customer_id)
         elif name in ORDER_EXITS:
             routes += self._order_exits(session, event, at, ORDER_EXITS[name])
@@ -288,11 +292,18 @@ class Router:
             return []  # unsubscribed, bounced…: the same, and it never counts as a series
         open_cart = session.scalar(
             select(Cart.id)
-            .where(Cart.customer_id == customer_id, Cart.status == "open", Cart.lines.any())
+            .where(
+                Cart.customer_id == customer_id,
+                Cart.status == "open",
+                Cart.last_activity_at >= at - journey.window,
+                Cart.lines.any(),
+            )
             .limit(1)
         )
         if open_cart is not None:
-            return []  # a cart with something in it: the abandoned cart journey's customer
+            # A cart filled in this visit: the abandoned-cart journey's customer. A cart
+            # left weeks ago does not make today's browsing any less abandoned.
+            return []
         recent_order = session.scalar(
             select(Order.id)
             .where(

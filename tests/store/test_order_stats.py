@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.harness import Shop
 from triggermail.migrate import alembic_config, upgrade
-from triggermail.store import Customer
+from triggermail.store import Customer, Order
 
 TEE = {"product_id": "tee", "name": "Tee", "price": 20}
 MAY = datetime(2026, 5, 14, 10, tzinfo=UTC)
@@ -111,3 +111,22 @@ def test_the_migration_backfills_the_orders_already_stored(store_url: str) -> No
         ).one()
     engine.dispose()
     assert (row[0], Decimal(row[1]), row[2], row[3]) == (2, Decimal("25.00"), "05-14", "02-28")
+
+
+async def test_an_order_reported_again_after_its_refund_stays_refunded(shop: Shop) -> None:
+    await order(shop, "c-4", "o-4", 40, MAY)
+    await shop.track("c-4", "Order Refunded", order_id="o-4")
+    replay = await shop.send(
+        {
+            "type": "track",
+            "userId": "c-4",
+            "event": "Order Completed",
+            "timestamp": MAY.isoformat(),
+            "properties": {"order_id": "o-4", "total": 40, "products": [TEE]},
+        }
+    )
+    with shop.sessions() as session:
+        refunded = session.get(Order, "o-4")
+        assert refunded is not None and refunded.status == "refunded"
+    assert stats(shop, "c-4")[0] == 0
+    assert not replay.duplicate  # a new event about the order, not the same one twice

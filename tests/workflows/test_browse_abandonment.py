@@ -280,6 +280,16 @@ async def test_nobody_with_items_in_the_cart(shop: Shop, c: str) -> None:
     assert shop.ledger() == []
 
 
+async def test_a_cart_left_long_ago_does_not_hold_back_todays_browsing(shop: Shop, c: str) -> None:
+    await customer(shop, c)
+    await shop.track(c, "Product Added", **SILK, cart_id=f"k-{c}")
+    await shop.sleep(days=3)  # the cart still has the silk scarf; its journey is long over
+
+    assert await view(shop, c, SCARF) == [browse_abandonment_id(c)]
+    await shop.sleep(minutes=21)
+    assert [m.step for m in shop.outbox_mail()] == ["viewed"]
+
+
 @pytest.mark.parametrize(
     "traits",
     [{"marketing_consent": False}, {"email": None}],
