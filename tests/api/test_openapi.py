@@ -106,6 +106,7 @@ async def test_openapi_documents_every_route_with_its_auth(shop: Shop) -> None:
         # The signed token in the path is the authorisation.
         ("GET", "/unsubscribe/{token}"): None,
         ("POST", "/unsubscribe/{token}"): None,
+        ("GET", "/survey/{token}/{answer}"): None,
         # Operations data for Prometheus, like the worker's own port.
         ("GET", "/metrics"): None,
     }
