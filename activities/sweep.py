@@ -103,16 +103,16 @@ SWEPT = (
     Customer.email,
     Customer.marketing_consent,
     Customer.timezone,
-    Customer.orders_count,
-    Customer.total_spent,
-    Customer.first_order_at,
-    Customer.first_order_md,
-    Customer.last_order_at,
-    Customer.birthday_md,
     SUPPRESSION.label("suppressed"),
 )
+KIND_COLUMNS = {
+    "reactivation": (Customer.last_order_at, Customer.orders_count, Customer.total_spent),
+    "win_back": (Customer.last_order_at, Customer.orders_count, Customer.total_spent),
+    "birthday": (Customer.birthday_md,),
+    "anniversary": (Customer.first_order_md, Customer.first_order_at),
+}
 """What the sweep reads of a customer (rows, not ORM objects: thousands per sweep), never
-their traits or names."""
+their traits or names; and what each kind reads besides."""
 
 
 class SweepError(Exception):
@@ -333,7 +333,9 @@ class SweepActivities:
         after = self._after(cursor.kind, plan)
         lo = midnight(date.fromisoformat(plan.first_day)) - after
         hi = midnight(date.fromisoformat(plan.day)) + DAY - after
-        query = select(*SWEPT).where(Customer.last_order_at >= lo, Customer.last_order_at < hi)
+        query = select(*SWEPT, *KIND_COLUMNS[cursor.kind]).where(
+            Customer.last_order_at >= lo, Customer.last_order_at < hi
+        )
         if cursor.after_key is not None:
             key = datetime.fromisoformat(cursor.after_key)
             query = query.where(
@@ -354,12 +356,14 @@ class SweepActivities:
     def _occasion_query(self, plan: SweepPlan, cursor: SweepCursor) -> Select[Any]:
         days = month_days(occasion_days(plan))
         if cursor.kind == "birthday":
-            query = select(*SWEPT).where(Customer.birthday_md.in_(list(days)))
+            query = select(*SWEPT, *KIND_COLUMNS["birthday"]).where(
+                Customer.birthday_md.in_(list(days))
+            )
         else:
             # Orders placed before the first occasion day: a same-day order of this year
             # is not an anniversary yet.
             first = min(days.values(), default=date.fromisoformat(plan.day))
-            query = select(*SWEPT).where(
+            query = select(*SWEPT, *KIND_COLUMNS["anniversary"]).where(
                 Customer.first_order_md.in_(list(days)), Customer.first_order_at < midnight(first)
             )
         if cursor.after_id is not None:
