@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.journey import Journey
-    from workflows.types import JourneyResult, OccasionInput, SendEmailInput
+    from workflows.types import JourneyResult, OccasionInput
 
 WAITING_FOR = "an unsubscribe"
 
@@ -43,23 +41,13 @@ class BirthdayWorkflow(Journey):
         step = next((s for s in input.spec.steps if s.name == input.occasion), None)
         if step is None:
             return self.finish("not_configured")  # the shop sends only the other occasion
-        due = input.send_at + timedelta(seconds=step.after_s)
-        if not await self.wait_for(step, due, why=WAITING_FOR):
-            return self.finish(self.exited.reason if self.exited else "completed")
-        result = await self.send(
-            SendEmailInput(
-                idempotency_key=self.send_key(input.day, step),
-                customer_id=self.customer_id,
-                journey=self.journey_name,
-                step=step,
-                workflow_id=workflow.info().workflow_id,
-                entered_at=input.send_at,
-                ends_on_purchase=False,
-                send_on=input.day,
-            )
+        stop = await self.send_steps(
+            [step],
+            input.send_at,
+            why=WAITING_FOR,
+            entry_event_id=input.day,
+            entered_at=input.send_at,
+            ends_on_purchase=False,
+            send_on=input.day,
         )
-        if self.exited is not None:
-            return self.finish(self.exited.reason)
-        if result is not None and result.status == "skipped" and result.reason:
-            return self.finish(result.reason)
-        return self.finish("completed")
+        return self.conclude(stop)

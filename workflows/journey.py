@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -63,6 +64,8 @@ STOP_REASONS = frozenset(
         "reviewed",
         "repurchased",
         "nothing_to_show",
+        "too_late",
+        "not_their_day",
     }
 )
 """Guard outcomes after which no later step of the journey can be right either."""
@@ -247,6 +250,8 @@ class Journey:
         order_id: str | None = None,
         product_ids: list[str] | None = None,
         ends_on_purchase: bool = True,
+        segment: str | None = None,
+        send_on: str | None = None,
     ) -> str | None:
         """Send a step's e-mail; the reason the journey must end now, or None to go on."""
         result = await self.send(
@@ -261,11 +266,33 @@ class Journey:
                 ends_on_purchase=ends_on_purchase,
                 order_id=order_id,
                 product_ids=list(product_ids or []),
+                segment=segment,
+                send_on=send_on,
             )
         )
         if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:
             return result.reason
         return None
+
+    async def send_steps(
+        self, steps: list[StepSpec], after: datetime, *, why: str, **send: Any
+    ) -> str | None:
+        """Wait for and send ``steps`` in turn, each ``after_s`` after the previous one was
+        due (the first after ``after``); the reason the journey ends early, or None once all
+        went. ``send`` is what :meth:`send_step` takes besides the step."""
+        due = after
+        for step in steps:
+            due += timedelta(seconds=step.after_s)
+            if not await self.wait_for(step, due, why=why):
+                return self.exited.reason if self.exited else "completed"
+            stop = await self.send_step(step, **send)
+            if stop is not None:
+                return stop
+        return None
+
+    def conclude(self, stop: str | None) -> JourneyResult:
+        """Finish with ``stop``, else with the exit that came, else as completed."""
+        return self.finish(stop or (self.exited.reason if self.exited else "completed"))
 
     def send_key(self, entry_id: str, step: StepSpec) -> str:
         """Idempotency key of a step's e-mail: one per journey entry and step."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -33,18 +31,13 @@ class PostPurchaseWorkflow(Journey):
         self.begin(
             customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
         )
-        due = input.entered_at
-        for step in input.spec.steps:
-            due += timedelta(seconds=step.after_s)
-            if not await self.wait_for(step, due, why="a refund or cancellation"):
-                break
-            stop = await self.send_step(
-                step,
-                entry_event_id=input.entry_event_id,
-                entered_at=input.entered_at,
-                order_id=input.order_id,
-                ends_on_purchase=False,
-            )
-            if stop is not None:
-                return self.finish(stop)
-        return self.finish(self.exited.reason if self.exited else "completed")
+        stop = await self.send_steps(
+            input.spec.steps,
+            input.entered_at,
+            why="a refund or cancellation",
+            entry_event_id=input.entry_event_id,
+            entered_at=input.entered_at,
+            order_id=input.order_id,
+            ends_on_purchase=False,
+        )
+        return self.conclude(stop)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from workflows.journey import Journey
-    from workflows.types import JourneyResult, LapsedInput, SendEmailInput, SendResult
+    from workflows.types import JourneyResult, LapsedInput
 
 WAITING_FOR = "a purchase"
 
@@ -34,28 +31,18 @@ class ReactivationWorkflow(Journey):
     journey_name = "reactivation"
     title = "Reactivation"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.segment: str | None = None
-
-    async def send(self, request: SendEmailInput) -> SendResult | None:
-        # The segment picks the offer the e-mail makes (activities.lapsed).
-        return await super().send(replace(request, segment=self.segment))
-
     @workflow.run
     async def run(self, input: LapsedInput) -> JourneyResult:
         self.begin(
             customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
         )
-        self.segment = input.segment
-        due = input.entered_at
-        for step in input.spec.steps:
-            due += timedelta(seconds=step.after_s)
-            if not await self.wait_for(step, due, why=WAITING_FOR):
-                break
-            stop = await self.send_step(
-                step, entry_event_id=input.entry_key, entered_at=input.entered_at
-            )
-            if stop is not None:
-                return self.finish(stop)
-        return self.finish(self.exited.reason if self.exited else "completed")
+        stop = await self.send_steps(
+            input.spec.steps,
+            input.entered_at,
+            why=WAITING_FOR,
+            entry_event_id=input.entry_key,
+            entered_at=input.entered_at,
+            # The segment picks the offer the e-mail makes (activities.lapsed).
+            segment=input.segment,
+        )
+        return self.conclude(stop)

@@ -65,33 +65,27 @@ class ReplenishmentWorkflow(Journey):
         self.begin(
             customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
         )
-        first, *rest = input.spec.steps
+        first = input.spec.steps[0]
 
         def first_due() -> datetime:
             return self._due() + timedelta(seconds=first.after_s)
 
         if not await self.wait_for(first, first_due, why="a repurchase", changed=self._due):
-            return self.finish(self.exited.reason if self.exited else "completed")
+            return self.conclude(None)
         # What the cycle counts from is fixed now: a later order of it ends this cycle.
         latest = self.latest
         assert latest is not None
-        due = first_due()
-        for index, step in enumerate([first, *rest]):
-            if index > 0:
-                due += timedelta(seconds=step.after_s)
-                if not await self.wait_for(step, due, why="a repurchase"):
-                    break
-            stop = await self.send_step(
-                step,
-                entry_event_id=latest.event_id,
-                entered_at=latest.at,
-                order_id=latest.order_id,
-                product_ids=[latest.product_id],
-                ends_on_purchase=False,
-            )
-            if stop is not None:
-                return self.end(stop, input, latest)
-        return self.end(self.exited.reason if self.exited else "completed", input, latest)
+        stop = await self.send_steps(
+            input.spec.steps,
+            latest.due_at,
+            why="a repurchase",
+            entry_event_id=latest.event_id,
+            entered_at=latest.at,
+            order_id=latest.order_id,
+            product_ids=[latest.product_id],
+            ends_on_purchase=False,
+        )
+        return self.end(stop or (self.exited.reason if self.exited else "completed"), input, latest)
 
     def end(self, reason: str, input: ReplenishmentInput, mailed: Repurchase) -> JourneyResult:
         """Finish, unless a newer order arrived meanwhile: its cycle then runs on, in a new

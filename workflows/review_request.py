@@ -52,7 +52,7 @@ class ReviewRequestWorkflow(Journey):
         self.begin(
             customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
         )
-        first, *rest = input.spec.steps
+        first = input.spec.steps[0]
         if self.delivered_at is None and input.expected_delivery_at is None:
             self.waiting_for = "the delivery"
             workflow.set_current_details(self._details())
@@ -73,20 +73,15 @@ class ReviewRequestWorkflow(Journey):
             return arrived + timedelta(seconds=step.after_s)
 
         if not await self.wait_for(first, after_delivery, why="reviews", changed=self._delivery):
-            return self.finish(self.exited.reason if self.exited else "completed")
-        due = after_delivery()
-        for index, step in enumerate([first, *rest]):
-            if index > 0:
-                due += timedelta(seconds=step.after_s)
-                if not await self.wait_for(step, due, why="reviews"):
-                    break
-            stop = await self.send_step(
-                step,
-                entry_event_id=input.entry_event_id,
-                entered_at=input.entered_at,
-                order_id=input.order_id,
-                ends_on_purchase=False,
-            )
-            if stop is not None:
-                return self.finish(stop)
-        return self.finish(self.exited.reason if self.exited else "completed")
+            return self.conclude(None)
+        # The ask is due now; the reminder counts from it, whatever delivery is reported later.
+        stop = await self.send_steps(
+            input.spec.steps,
+            after_delivery(first) - timedelta(seconds=first.after_s),
+            why="reviews",
+            entry_event_id=input.entry_event_id,
+            entered_at=input.entered_at,
+            order_id=input.order_id,
+            ends_on_purchase=False,
+        )
+        return self.conclude(stop)
