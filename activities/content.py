@@ -9,6 +9,7 @@ preview`` builds a customer's e-mail through the same code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -22,7 +23,7 @@ from activities.lapsed import LAPSED_JOURNEYS, lapsed_content
 from activities.recommendations import recommend
 from triggermail.birthdays import birthday_on
 from triggermail.journeys import JourneysConfig
-from triggermail.store import Cart, Customer, Order, OrderLine, Product, Review
+from triggermail.store import Cart, CartLine, Customer, Order, OrderLine, Product, Review
 from workflows.types import SendEmailInput
 
 PRODUCT_JOURNEYS = frozenset({"browse_abandonment", "replenishment"})
@@ -228,16 +229,18 @@ def _product(product: Product, shop_url: str, currency: str) -> dict[str, Any]:
     }
 
 
-def _order_context(order: Order, shop_url: str, currency: str) -> dict[str, Any]:
-    lines = []
+def lines_context(
+    lines: Iterable[CartLine | OrderLine], shop_url: str
+) -> tuple[list[dict[str, Any]], Decimal]:
+    """A cart's or an order's lines as templates read them, and their total."""
+    out = []
     total = Decimal(0)
-    # As the shop listed them: unsorted, the database may hand lines back by product id.
-    for line in sorted(order.lines, key=lambda line: line.id):
+    for line in lines:
         product = line.product
         price = line.price if line.price is not None else product.price
         line_total = price * line.quantity if price is not None else None
         total += line_total or 0
-        lines.append(
+        out.append(
             {
                 "product_id": product.id,
                 "name": product.name,
@@ -248,6 +251,12 @@ def _order_context(order: Order, shop_url: str, currency: str) -> dict[str, Any]
                 "image_url": product.image_url,
             }
         )
+    return out, total
+
+
+def _order_context(order: Order, shop_url: str, currency: str) -> dict[str, Any]:
+    # As the shop listed them: unsorted, the database may hand lines back by product id.
+    lines, total = lines_context(sorted(order.lines, key=lambda line: line.id), shop_url)
     return {
         "id": order.id,
         "placed_at": order.placed_at,

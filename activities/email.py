@@ -14,7 +14,6 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.content import Content, content_context, journey_content
+from activities.content import Content, content_context, journey_content, lines_context
 from activities.guardrails import Hold, customer_zone, hold, lock_customer, suppression
 from activities.lapsed import with_segment_offer
 from activities.rendering import Renderer, TemplateError
@@ -321,23 +320,7 @@ def render_context(
         survey = [{**entry, "url": link(entry["answer"])} for entry in lapsed["survey"]]
         context["lapsed"] = {**lapsed, "survey": survey}
     if cart is not None:
-        lines = []
-        total = Decimal(0)
-        for line in cart.lines:
-            product = line.product
-            price = line.price if line.price is not None else product.price
-            line_total = price * line.quantity if price is not None else None
-            total += line_total or 0
-            lines.append(
-                {
-                    "name": product.name,
-                    "quantity": line.quantity,
-                    "price": price,
-                    "line_total": line_total,
-                    "url": product.url or f"{shop.url}/products/{product.id}",
-                    "image_url": product.image_url,
-                }
-            )
+        lines, total = lines_context(cart.lines, shop.url)
         context["cart"] = {
             "id": cart.id,
             "lines": lines,
