@@ -34,7 +34,7 @@ test: lint
 	$(BIN)/pytest
 
 ## Fault injection against real processes (Temporal dev server on a db file, worker and API
-## processes, a private PostgreSQL cluster, fake SendGrid); ends with the table. ~6 min.
+## processes, a private PostgreSQL cluster, fake SendGrid); ends with the table. 6-9 min.
 test-faults: $(VENV)/.installed-dev
 	TRIGGERMAIL_FAULT_TESTS=1 $(BIN)/pytest -q tests/faults
 
