@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,12 @@ async def shop(env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path) -> Asy
 
 @pytest.fixture
 async def http(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with shop_api(shop) as client:
+        yield client
+
+
+@asynccontextmanager
+async def shop_api(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     """The API on the shop's store, Temporal and clock, with the webhook's key configured."""
     settings = shop.settings.model_copy(update={"sendgrid_webhook_public_key": PUBLIC_KEY})
     app = create_app(

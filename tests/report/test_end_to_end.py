@@ -12,11 +12,10 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.guardrails.conftest import PUBLIC_KEY
+from tests.guardrails.conftest import shop_api
 from tests.guardrails.test_sendgrid_webhook import TEE, signed
 from tests.harness import Shop
 from tests.report.builders import rows
-from triggermail.api import create_app
 from triggermail.report import build_report
 
 
@@ -28,20 +27,7 @@ async def shop(env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path) -> Asy
 
 @pytest.fixture
 async def http(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    settings = shop.settings.model_copy(update={"sendgrid_webhook_public_key": PUBLIC_KEY})
-    app = create_app(
-        settings,
-        client=shop.env.client,
-        journeys=shop.journeys,
-        session_factory=shop.sessions,
-        clock=shop.now_sync,
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://triggermail.test"
-        ) as client,
-    ):
+    async with shop_api(shop) as client:
         yield client
 
 

@@ -4,7 +4,6 @@ is long past, their recorded entry, and the start through ``starter.routing.deli
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,10 +12,8 @@ from sqlalchemy import select
 
 from starter.ids import reactivation_id, win_back_id
 from starter.routing import StartJourney, deliver
-from tests.guardrails.conftest import PUBLIC_KEY
 from tests.guardrails.test_sendgrid_webhook import HOOK, signed
 from tests.harness import Shop
-from triggermail.api import create_app
 from triggermail.store import EmailSend, JourneyEntry, Suppression
 from workflows.types import LapsedInput
 
@@ -85,25 +82,6 @@ async def enter(
     )
     shop.touched.add(workflow_id)
     return workflow_id
-
-
-async def api(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on the shop's store, Temporal and clock, with SendGrid's webhook key set."""
-    settings = shop.settings.model_copy(update={"sendgrid_webhook_public_key": PUBLIC_KEY})
-    app = create_app(
-        settings,
-        client=shop.env.client,
-        journeys=shop.journeys,
-        session_factory=shop.sessions,
-        clock=shop.now_sync,
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://triggermail.test"
-        ) as client,
-    ):
-        yield client
 
 
 async def sendgrid_reports(shop: Shop, http: httpx.AsyncClient, event: str, row: EmailSend) -> None:

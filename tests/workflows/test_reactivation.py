@@ -16,8 +16,9 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from tests.guardrails.conftest import shop_api
 from tests.harness import Shop
-from tests.workflows.lapsed import TEE, api, enter, lapsed_customer, sent
+from tests.workflows.lapsed import TEE, enter, lapsed_customer, sent
 from triggermail.customer_card import load_card
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
@@ -150,7 +151,7 @@ async def test_survey_answer_is_recorded_on_the_card_and_a_later_click_changes_i
         exit_reason="completed", sent=["still_with_us"]
     )
 
-    async for http in api(shop):
+    async with shop_api(shop) as http:
         page = await http.get(links["delivery"])
         assert page.status_code == 200
         assert "Thank you" in page.text and "delivery" in page.text

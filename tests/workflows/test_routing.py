@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -20,8 +19,8 @@ from starter.ids import (
     replenishment_id,
     review_request_id,
 )
+from tests.guardrails.conftest import shop_api
 from tests.harness import Shop
-from triggermail.api import create_app
 from triggermail.customer_card import load_card
 from workflows.types import JourneyResult
 
@@ -86,20 +85,10 @@ async def test_one_click_unsubscribe_ends_the_journeys_of_every_order_and_produc
     (thank_you,) = [row for row in shop.ledger() if row.status == "sent"]
     assert thank_you.step == "thank_you"
 
-    app = create_app(
-        shop.settings,
-        client=shop.env.client,
-        journeys=shop.journeys,
-        session_factory=shop.sessions,
-        clock=shop.now_sync,
-    )
     raw = (shop.outbox / f"{thank_you.id}.eml").read_bytes()
     message = email.message_from_bytes(raw, policy=email.policy.default)
     path = urlsplit(str(message["List-Unsubscribe"]).strip("<>")).path
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
-    ):
+    async with shop_api(shop) as http:
         await shop.tick()
         reply = await http.post(path, content="List-Unsubscribe=One-Click")
     assert reply.status_code == 200

@@ -16,10 +16,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from starter.ids import win_back_id
+from tests.guardrails.conftest import shop_api
 from tests.harness import Shop
 from tests.workflows.lapsed import (
     TEE,
-    api,
     enter,
     lapsed_customer,
     sendgrid_reports,
@@ -54,7 +54,7 @@ async def shop(env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path) -> Asy
 
 @pytest.fixture
 async def http(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in api(shop):
+    async with shop_api(shop) as client:
         yield client
 
 
