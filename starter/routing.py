@@ -670,8 +670,9 @@ def journeys_of(
     keys = {replenishment_key(m, product) for product in products for m in matches}
     ids["replenishment"] = sorted(replenishment_id(customer_id, k) for k in keys if k)
     ids.update(lapsed_journeys(session, customer_id, now))
-    # The sweep starts a greeting the day before its day: on 31 December, next year's.
-    years = (now.year, now.year + 1)
+    # The sweep starts a greeting the day before its day (on 31 December, next year's), and
+    # a 31 December greeting behind UTC is still waiting on 1 January UTC (last year's).
+    years = (now.year - 1, now.year, now.year + 1)
     ids["birthday"] = [f(customer_id, y) for y in years for f in (birthday_id, anniversary_id)]
     return ids
 
