@@ -92,9 +92,12 @@ async def test_list_by_customer_finds_exactly_their_journeys(shop: Shop) -> None
         )
         return [r.workflow_id for r in rows]
 
+    async def both_running() -> None:
+        running = await list_journeys(shop.env.client, journey="abandoned_cart", running=True)
+        assert {r.customer_id for r in running} >= {"ops-1", "ops-2"}
+
     await eventually(listed)
-    running = await list_journeys(shop.env.client, journey="abandoned_cart", running=True)
-    assert {r.customer_id for r in running} >= {"ops-1", "ops-2"}
+    await eventually(both_running)
 
 
 async def test_details_status_and_search_attributes_follow_each_step(shop: Shop) -> None:
