@@ -52,7 +52,7 @@ _T = TypeVar("_T")
 def asked_between(start: datetime, end: datetime) -> ColumnElement[bool]:
     """Ledger rows the journey asked for in ``[start, end]``: by ``due_at``, the journey's
     own clock (``created_at`` is the database's, and rows from before ``due_at`` have only
-    that). An index on ``email_sends (due_at)`` would serve it."""
+    that). ``ix_email_sends_due_at`` serves it."""
     return or_(
         EmailSend.due_at.between(start, end),
         and_(EmailSend.due_at.is_(None), EmailSend.created_at.between(start, end)),

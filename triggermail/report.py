@@ -31,9 +31,8 @@ suppressions); Temporal is never asked. The figures, per journey, step and varia
 * **retention** — customers who completed an order in the period just before this one
   (as long as this one) and again in this one, over customers who ordered in the previous.
 
-Rows are read by the time the journey asked for them (``due_at``, else ``created_at``),
-which no index covers (only ``(customer_id, created_at)``): a large ledger wants an index
-on ``email_sends (due_at)``; everything else goes through existing indexes.
+Rows are read by the time the journey asked for them (``due_at``, else ``created_at``)
+through ``ix_email_sends_due_at``; everything else goes through existing indexes too.
 """
 
 from __future__ import annotations

@@ -292,6 +292,31 @@ class SurveyAnswer(Base):
     answered_at: Mapped[datetime]
 
 
+class Experiment(Base):
+    """An A/B experiment on a journey step, and its automatic winner once one is decided.
+
+    Written by the experiments sweep when it first sees an experiment in the config; the
+    intake reads decided winners to give new entries the winning variant.
+    """
+
+    __tablename__ = "experiments"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    """The step's ``experiment`` (``<journey>.<step>`` unless the config names it)."""
+    journey: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    """Ledger rows from then on count; earlier ones belong to an earlier experiment."""
+    winner: Mapped[str | None] = mapped_column(String(64))
+    """The variant new entries get; None while the experiment runs."""
+    probability: Mapped[float | None]
+    """The winner's posterior probability of converting best, when it was decided."""
+    decided_at: Mapped[datetime | None]
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The latest evaluation per variant: recipients, conversions, probability of being best."""
+    evaluated_at: Mapped[datetime | None]
+
+
 class Identity(Base):
     """An anonymous id (a browser, a device) that an event tied to a customer."""
 
@@ -322,7 +347,10 @@ class EmailSend(Base):
     """The send ledger: one row per journey step per journey, recorded before the provider call."""
 
     __tablename__ = "email_sends"
-    __table_args__ = (Index("ix_email_sends_customer", "customer_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_email_sends_customer", "customer_id", "created_at"),
+        Index("ix_email_sends_due_at", "due_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     """Opaque id, the only thing handed to the provider (``custom_args``) and to workflows."""
