@@ -37,6 +37,7 @@ from activities.transports import (
 from triggermail.journeys import JourneysConfig
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Cart, Coupon, Customer, EmailSend, Order, utcnow
+from triggermail.variants import HOLDOUT
 from workflows.types import SendEmailInput, SendResult
 
 FINAL = frozenset({"sent", "failed", "skipped", "unknown"})
@@ -92,6 +93,10 @@ class EmailActivities:
                 assert customer is not None
                 content = journey_content(session, self.journeys, request, customer, cart)
                 reason = content.stop
+            if reason is None and request.variant == HOLDOUT:
+                # Recorded only now, when a mailed customer would have been mailed, so the
+                # holdout and the mailed are the same kind of entry and lift is fair.
+                reason = HOLDOUT
             now = self.clock()
             if row is None:
                 row = EmailSend(
@@ -167,6 +172,9 @@ class EmailActivities:
                         content=content,
                     ),
                     locale=customer.locale,
+                    subject=self.journeys.subject_of(
+                        request.journey, request.step.name, request.variant
+                    ),
                 )
             except TemplateError as err:
                 row.status, row.reason = "failed", str(err)

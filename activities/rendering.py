@@ -20,7 +20,7 @@ import copy
 import functools
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -164,6 +164,7 @@ class Renderer:
         )
         self._catalogs = self._load_catalogs()
         self._stylesheets: dict[str, Markup] = {}
+        self._subjects: dict[str, jinja2.Template] = {}
         self._modules: dict[tuple[str, ...], jinja2.environment.TemplateModule] = {}
         # A render picks its locale's functions from the context, not from the shared
         # environment, so concurrent activities in other locales never see them.
@@ -196,13 +197,22 @@ class Renderer:
 
     # -- rendering -------------------------------------------------------------------------
 
-    def render(self, template: str, context: dict[str, Any], *, locale: str | None) -> Rendered:
+    def render(
+        self,
+        template: str,
+        context: dict[str, Any],
+        *,
+        locale: str | None,
+        subject: str | Mapping[str, str] | None = None,
+    ) -> Rendered:
         """Render one step's e-mail: subject, preheader, HTML (CSS inlined) and text.
 
         Args:
             template: ``<journey>/<step>``, as in the journeys TOML.
             context: what the templates read; :func:`sample_context` shows its shape.
             locale: the customer's locale (``fr-FR``), or None for the shop's.
+            subject: an A/B variant's subject line (Jinja, the template's variables), or
+                one per locale; replaces the template's ``subject`` block.
 
         Raises:
             TemplateError: naming the file and line, the locale and the problem.
@@ -221,7 +231,11 @@ class Renderer:
             text_vars = self._part_vars(TEXT_LAYOUT, TEXT_UI, shared, shop_key)
             text = text_template.render(text_vars)
             blocks = text_template.new_context(text_vars)
-            subject = _header_safe(_block(text_template, "subject", blocks))
+            subject = _header_safe(
+                _block(text_template, "subject", blocks)
+                if subject is None
+                else self._variant_subject(subject, lang, text_vars)
+            )
             preheader = _header_safe(_block(text_template, "preheader", blocks))
             html_template = self.env.get_template(f"html:{template}.jinja")
             html_vars = self._part_vars(HTML_LAYOUT, HTML_UI, shared, shop_key)
@@ -242,6 +256,33 @@ class Renderer:
             locale=lang,
             preheader=preheader,
         )
+
+    def _variant_subject(
+        self, subject: str | Mapping[str, str], lang: str, variables: dict[str, Any]
+    ) -> str:
+        """An A/B variant's subject line (from the journeys TOML), rendered for ``lang``."""
+        try:
+            return self._subject(subject, lang).render(variables)
+        except (jinja2.TemplateError, TypeError, ValueError, LookupError) as err:
+            message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+            raise TemplateError(f"the variant's subject line [{lang}]: {message}") from err
+
+    def _subject(self, subject: str | Mapping[str, str], lang: str) -> jinja2.Template:
+        """A variant's subject line for ``lang``, compiled once: the same for every e-mail."""
+        if not isinstance(subject, str):
+            subject = next(
+                (
+                    subject[candidate]
+                    for candidate in [*_candidates(lang), *_candidates(self.shop_locale), "en"]
+                    if candidate in subject
+                ),
+                next(iter(subject.values())),
+            )
+        compiled = self._subjects.get(subject)
+        if compiled is None:
+            # Nameless, so not autoescaped: a subject is a header, never HTML.
+            compiled = self._subjects[subject] = self.env.from_string(subject)
+        return compiled
 
     def _part_vars(
         self, layout: str, ui: str, shared: dict[str, Any], shop_key: str
@@ -300,30 +341,35 @@ class Renderer:
         count = 0
         for name, journey in journeys.enabled().items():
             for step in journey.steps:
-                for locale in self.locales():
-                    context = sample_context(
-                        journeys,
-                        journey=name,
-                        step=step.name,
-                        coupon_percent=step.coupon_percent,
-                        locale=locale,
+                for variant in ["control", *(v.name for v in step.variants)]:
+                    spec = step.spec(variant)
+                    subject = journeys.subject_of(name, step.name, variant)
+                    where = f"[{name}] step {step.name!r}" + (
+                        f" variant {variant!r}" if variant != "control" else ""
                     )
-                    try:
-                        rendered = self.render(step.template, context, locale=locale)
-                    except TemplateError as err:
-                        problems.append(f"[{name}] step {step.name!r}: {err}")
-                        continue
-                    problems += [
-                        f"[{name}] step {step.name!r}: {self.directory / step.template}.jinja "
-                        f"[{locale}]: {problem}"
-                        for problem in link_problems(rendered, context)
-                    ]
-                    if not rendered.subject:
-                        problems.append(
-                            f"[{name}] step {step.name!r}: {self.directory / step.template}.jinja "
-                            f"[{locale}]: the subject is empty"
+                    for locale in self.locales():
+                        context = sample_context(
+                            journeys,
+                            journey=name,
+                            step=step.name,
+                            coupon_percent=spec.coupon_percent,
+                            locale=locale,
                         )
-                    count += 1
+                        try:
+                            rendered = self.render(
+                                spec.template, context, locale=locale, subject=subject
+                            )
+                        except TemplateError as err:
+                            problems.append(f"{where}: {err}")
+                            continue
+                        file = f"{self.directory / spec.template}.jinja [{locale}]"
+                        problems += [
+                            f"{where}: {file}: {problem}"
+                            for problem in link_problems(rendered, context)
+                        ]
+                        if not rendered.subject:
+                            problems.append(f"{where}: {file}: the subject is empty")
+                        count += 1
         if problems:
             raise TemplateError("\n".join(problems))
         return count

@@ -41,6 +41,7 @@ from starter.ids import (
     welcome_id,
 )
 from starter.rows import lookup
+from triggermail.experiments import Winners
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (
     Cart,
@@ -66,6 +67,7 @@ from workflows.types import (
     BrowseAbandonmentInput,
     CartActivity,
     JourneyExit,
+    JourneySpec,
     OrderDelivered,
     PostPurchaseInput,
     ProductView,
@@ -145,6 +147,12 @@ class Router:
     def __init__(self, journeys: JourneysConfig, clock: Callable[[], datetime]) -> None:
         self.journeys = journeys
         self.clock = clock
+        self.winners = Winners()
+
+    def _spec(self, session: Session, journey: str, customer_id: str) -> JourneySpec:
+        """The journey as this customer enters it: their variants, or the holdout."""
+        winners = self.winners.current(session, self.journeys)
+        return self.journeys.spec(journey, customer_id=customer_id, winners=winners)
 
     def routes(
         self, session: Session, event: SegmentEvent, at: datetime, customer_id: str | None
@@ -266,7 +274,7 @@ class Router:
                 cart_id=cart.id,
                 entered_at=at,
                 entry_event_id=event.message_id or "",
-                spec=self.journeys.spec("abandoned_cart"),
+                spec=self._spec(session, "abandoned_cart", customer_id),
                 timezone=_timezone(session, customer_id),
             ),
             signal="cart_activity",
@@ -336,7 +344,7 @@ class Router:
                     customer_id=customer_id,
                     entered_at=at,
                     entry_event_id=event.message_id or "",
-                    spec=self.journeys.spec("browse_abandonment"),
+                    spec=self._spec(session, "browse_abandonment", customer_id),
                     window_s=journey.window.total_seconds(),
                     timezone=customer.timezone,
                 ),
@@ -365,7 +373,7 @@ class Router:
                         order_id=order.id,
                         entered_at=at,
                         entry_event_id=message_id,
-                        spec=self.journeys.spec("post_purchase"),
+                        spec=self._spec(session, "post_purchase", customer_id),
                         timezone=timezone,
                     ),
                     once=True,
@@ -389,7 +397,7 @@ class Router:
                         order_id=order.id,
                         entered_at=at,
                         entry_event_id=message_id,
-                        spec=self.journeys.spec("review_request"),
+                        spec=self._spec(session, "review_request", customer_id),
                         timezone=timezone,
                         expected_delivery_at=at + review.expected_delivery,
                     ),
@@ -432,7 +440,7 @@ class Router:
                         entered_at=at,
                         entry_event_id=message_id,
                         due_at=due_at,
-                        spec=self.journeys.spec("replenishment"),
+                        spec=self._spec(session, "replenishment", customer_id),
                         timezone=timezone,
                     ),
                     signal="repurchased",
@@ -505,7 +513,7 @@ class Router:
                     order_id=order.id,
                     entered_at=at,
                     entry_event_id=event.message_id or "",
-                    spec=self.journeys.spec("review_request"),
+                    spec=self._spec(session, "review_request", customer_id),
                     timezone=_timezone(session, customer_id),
                 ),
                 signal="delivered",
@@ -576,7 +584,7 @@ class Router:
                     customer_id=customer_id,
                     entered_at=at,
                     entry_event_id=event.message_id or "",
-                    spec=self.journeys.spec("welcome"),
+                    spec=self._spec(session, "welcome", customer_id),
                     timezone=customer.timezone,
                 ),
                 once=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time, timedelta
 from importlib import resources
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from triggermail.durations import parse_duration
+from triggermail.variants import HOLDOUT, assign_variant, in_holdout
 from workflows.types import JourneySpec, StepSpec
 
 
@@ -49,6 +51,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+VariantName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class AutoWinner(_Strict):
+    """Give new entries the winning variant once the evidence is strong enough."""
+
+    min_recipients: int = Field(default=1000, ge=10)
+    """Every variant must have been sent to at least this many customers…"""
+    probability: float = Field(default=0.95, gt=0.5, lt=1)
+    """…and one variant's posterior probability of converting best must reach this."""
+
+
+class Variant(_Strict):
+    """An A/B variant of a step: what it changes; the rest is the step's (``control``)."""
+
+    name: VariantName
+    weight: float = Field(default=1, gt=0)
+    """Its share of the step's customers, relative to the other variants' and the step's."""
+    subject: str | dict[str, str] | None = None
+    """A Jinja subject line replacing the template's (the same variables); a table by
+    locale (``{ en = "…", fr = "…" }``) falls back as the catalogs do."""
+    template: str | None = Field(default=None, min_length=1)
+    after: Duration | None = None
+    coupon_percent: int | None = Field(default=None, ge=1, le=100)
+    coupon_valid: Duration | None = None
+    free_shipping: bool | None = None
+    recommendations: int | None = Field(default=None, ge=0, le=12)
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Variant:
+        if self.name in RESERVED_VARIANTS:
+            raise ValueError(f"a variant may not be named {self.name!r}: the step itself is")
+        return self
+
+    def changes_offer(self) -> bool:
+        return self.coupon_percent is not None or self.free_shipping is not None
+
+
+RESERVED_VARIANTS = frozenset({"control", "holdout"})
+"""``control``: the step as written; ``holdout``: customers who are never mailed."""
+
+
 class Step(_Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_]*$")
     after: Duration
@@ -61,29 +105,87 @@ class Step(_Strict):
     """The e-mail offers free shipping (with the coupon, when it has one)."""
     phase: Literal["offer", "value", "farewell"] | None = None
     """Win-back only: which of its three phases the step belongs to."""
+    variants: list[Variant] = Field(default_factory=list)
+    """A/B variants; the step as written is variant ``control``."""
+    weight: float = Field(default=1, gt=0)
+    """With variants: the share of ``control``, relative to the variants' weights."""
+    experiment: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+    """The experiment's name (``<journey>.<step>`` by default): customers are assigned by
+    it, so renaming it starts a new experiment with a fresh assignment and fresh figures."""
+    auto_winner: AutoWinner | None = None
+    """Once a variant is very probably best, new entries get it (recorded in the store)."""
 
     @model_validator(mode="after")
     def _coupon_needs_validity(self) -> Step:
         if self.coupon_percent is not None and self.coupon_valid is None:
             raise ValueError("coupon_percent needs coupon_valid (how long the code works)")
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        for variant in self.variants:
+            if (
+                variant.coupon_percent is not None
+                and (variant.coupon_valid or self.coupon_valid) is None
+            ):
+                raise ValueError(
+                    f"variant {variant.name!r}: coupon_percent needs coupon_valid "
+                    "(its own or the step's)"
+                )
+        if self.auto_winner is not None and not self.variants:
+            raise ValueError("auto_winner needs variants to choose from")
         return self
 
-    def spec(self) -> StepSpec:
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def weights(self) -> list[tuple[str, float]]:
+        """Every variant with its weight, ``control`` first."""
+        return [("control", self.weight), *((v.name, v.weight) for v in self.variants)]
+
+    def longest_after(self) -> timedelta:
+        return max([self.after, *(v.after for v in self.variants if v.after is not None)])
+
+    def spec(self, variant: str = "control") -> StepSpec:
+        """The step as a customer assigned ``variant`` gets it (``holdout``: as written)."""
+        chosen = self.variant(variant)
+        after = self.after
+        template, coupon_percent, coupon_valid = (
+            self.template,
+            self.coupon_percent,
+            self.coupon_valid,
+        )
+        recommendations, free_shipping = self.recommendations, self.free_shipping
+        if chosen is not None:
+            after = chosen.after if chosen.after is not None else after
+            template = chosen.template or template
+            if chosen.coupon_percent is not None:
+                coupon_percent = chosen.coupon_percent
+            coupon_valid = chosen.coupon_valid or coupon_valid
+            if chosen.free_shipping is not None:
+                free_shipping = chosen.free_shipping
+            if chosen.recommendations is not None:
+                recommendations = chosen.recommendations
         return StepSpec(
             name=self.name,
-            after_s=self.after.total_seconds(),
-            template=self.template,
-            coupon_percent=self.coupon_percent,
-            coupon_valid_s=self.coupon_valid.total_seconds() if self.coupon_valid else None,
-            recommendations=self.recommendations,
-            free_shipping=self.free_shipping,
+            after_s=after.total_seconds(),
+            template=template,
+            coupon_percent=coupon_percent,
+            coupon_valid_s=coupon_valid.total_seconds() if coupon_valid else None,
+            recommendations=recommendations,
+            free_shipping=free_shipping,
             phase=self.phase,
+            variant=variant if chosen is not None or variant == "holdout" else "control",
         )
 
 
 class Journey(_Strict):
     enabled: bool = True
     steps: list[Step] = Field(min_length=1)
+    holdout: float = Field(default=0, ge=0, le=0.5)
+    """Share of customers who enter but are never mailed, so lift can be measured: each is
+    recorded (``skipped``, reason ``holdout``) when its first e-mail would have gone."""
 
     @model_validator(mode="after")
     def _unique_step_names(self) -> Journey:
@@ -93,8 +195,8 @@ class Journey(_Strict):
         return self
 
     def horizon(self) -> timedelta:
-        """How long after entry the journey's last e-mail is due."""
-        return sum((step.after for step in self.steps), timedelta())
+        """How long after entry the journey's last e-mail is due (its slowest variants)."""
+        return sum((step.longest_after() for step in self.steps), timedelta())
 
 
 class BrowseAbandonment(Journey):
@@ -174,6 +276,28 @@ class LapsedJourney(Journey):
 
     def offer_for(self, segment: str) -> Offer | None:
         return self.segments.get(segment)  # type: ignore[call-overload]
+
+    @model_validator(mode="after")
+    def _offers_not_tested_twice(self) -> LapsedJourney:
+        # A segment's offer replaces the step's, so an offer variant would be recorded as
+        # tested while every customer got the segment's offer.
+        if not self.segments:
+            return self
+        for step in self.steps:
+            if not self.makes_offer(step.spec()):
+                continue
+            for variant in step.variants:
+                if variant.changes_offer():
+                    raise ValueError(
+                        f"step {step.name!r} variant {variant.name!r} changes the offer, "
+                        "but the segments' offers replace it; test offers per segment "
+                        "instead, or drop [segments] offers"
+                    )
+        return self
+
+    def makes_offer(self, step: StepSpec) -> bool:
+        """Whether a segment's offer replaces the step's."""
+        return False
 
 
 class Reactivation(LapsedJourney):
@@ -434,9 +558,67 @@ class JourneysConfig(_Strict):
     """Journeys other than the abandoned cart are off when their table is absent (older
     files)."""
 
-    def spec(self, journey: str) -> JourneySpec:
+    def spec(
+        self,
+        journey: str,
+        *,
+        customer_id: str | None = None,
+        winners: Mapping[str, str] | None = None,
+    ) -> JourneySpec:
+        """The journey as ``customer_id`` gets it: their variant of every step, or the
+        holdout (each step ``holdout``); as written (``control``) without a customer.
+
+        Args:
+            winners: decided experiments' winners by experiment name; their steps give
+                every new entry the winner instead of a draw.
+        """
         config: Journey = getattr(self, journey)
-        return JourneySpec(name=journey, steps=[step.spec() for step in config.steps])
+        if customer_id is None:
+            return JourneySpec(name=journey, steps=[step.spec() for step in config.steps])
+        if in_holdout(journey, customer_id, config.holdout):
+            return JourneySpec(name=journey, steps=[step.spec(HOLDOUT) for step in config.steps])
+        steps = []
+        for step in config.steps:
+            variant = "control"
+            if step.variants:
+                experiment = self.experiment_of(journey, step)
+                winner = (winners or {}).get(experiment)
+                known = {name for name, _ in step.weights()}
+                variant = (
+                    winner
+                    if winner in known
+                    else assign_variant(experiment, customer_id, step.weights())
+                )
+            steps.append(step.spec(variant))
+        return JourneySpec(name=journey, steps=steps)
+
+    @staticmethod
+    def experiment_of(journey: str, step: Step) -> str:
+        return step.experiment or f"{journey}.{step.name}"
+
+    def experiments(self) -> list[tuple[str, str, Step]]:
+        """Every enabled step with variants: ``(experiment, journey, step)``."""
+        return [
+            (self.experiment_of(name, step), name, step)
+            for name, journey in self.enabled().items()
+            for step in journey.steps
+            if step.variants
+        ]
+
+    def subject_of(self, journey: str, step: str, variant: str) -> str | dict[str, str] | None:
+        """A variant's own subject line, if it has one (and is still configured)."""
+        config: Journey | None = getattr(self, journey, None)
+        found = next((s for s in config.steps if s.name == step), None) if config else None
+        chosen = found.variant(variant) if found else None
+        return chosen.subject if chosen else None
+
+    @model_validator(mode="after")
+    def _experiments_unique(self) -> JourneysConfig:
+        names = [name for name, _, _ in self.experiments()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"experiment names must be unique across journeys; twice: {twice}")
+        return self
 
     def is_enabled(self, journey: str) -> bool:
         config: Journey | None = getattr(self, journey, None)

@@ -219,7 +219,9 @@ class _Entry:
 
     @property
     def holdout(self) -> bool:
-        return any(r.status == "skipped" and r.reason == HOLDOUT for r in self.rows)
+        # Any row: a holdout entry a guard stopped first (an order the exit signal missed)
+        # is still the holdout's, as the same entry mailed would be the mailed group's.
+        return any(r.variant == HOLDOUT for r in self.rows)
 
 
 @dataclass
@@ -461,8 +463,11 @@ def _plan(entry: _Entry, config: JourneysConfig, tail: timedelta) -> None:
         entry.window_end = entry.rows[-1].at + tail
         return
     offset, offsets = timedelta(), {}
+    # A timing variant moves its step, and every later one, by its own ``after``.
+    variant_of = {row.step: row.variant for row in entry.rows}
     for step in configured.steps:
-        offset += step.after
+        chosen = step.variant(variant_of.get(step.name, "control"))
+        offset += chosen.after if chosen is not None and chosen.after is not None else step.after
         offsets[step.name] = offset
     entry.start = first.at - offsets.get(first.step, timedelta())
     entry.window_end = max(entry.start + configured.horizon(), entry.rows[-1].at) + tail

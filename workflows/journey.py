@@ -66,6 +66,7 @@ STOP_REASONS = frozenset(
         "nothing_to_show",
         "too_late",
         "not_their_day",
+        "holdout",
     }
 )
 """Guard outcomes after which no later step of the journey can be right either."""
@@ -268,6 +269,7 @@ class Journey:
                 product_ids=list(product_ids or []),
                 segment=segment,
                 send_on=send_on,
+                variant=step.variant,
             )
         )
         if result is not None and result.status == "skipped" and result.reason in STOP_REASONS:

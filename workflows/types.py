@@ -31,6 +31,9 @@ class StepSpec:
     """The e-mail offers free shipping."""
     phase: str | None = None
     """Win-back: ``offer``, ``value`` or ``farewell``."""
+    variant: str = "control"
+    """The A/B variant this customer was assigned at entry (its changes already applied
+    above); ``holdout`` for a customer who is never mailed."""
 
 
 @dataclass(frozen=True)
