@@ -106,3 +106,69 @@ def test_bad_journeys_file_names_file_section_and_field(
         load_journeys(path)
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("step", "variant", "message"),
+    [
+        ("", 'name = "control"', "a variant may not be named 'control'"),
+        ("", 'name = "holdout"', "a variant may not be named 'holdout'"),
+        ("", 'name = "b"\ncoupon_percent = 20', "variant 'b': coupon_percent needs coupon_valid"),
+        ("", 'name = "b"\nweight = 0', "[abandoned_cart.steps[0].variants[0].weight]"),
+        ("", 'name = "b"\nafter = "1x"', "[abandoned_cart.steps[0].variants[0].after]"),
+        ("", 'name = "b"\ncolour = "red"', "[abandoned_cart.steps[0].variants[0].colour]: Extra"),
+        ("auto_winner = { min_recipients = 100 }", "", "auto_winner needs variants"),
+        (
+            "auto_winner = { probability = 0.4 }",
+            'name = "b"',
+            "[abandoned_cart.steps[0].auto_winner.probability]",
+        ),
+        ("", 'name = "b"\n[[abandoned_cart.steps.variants]]\nname = "b"', "variant names must"),
+    ],
+)
+def test_bad_variants_name_the_step_and_the_field(
+    tmp_path: Path, step: str, variant: str, message: str
+) -> None:
+    text = f'template = "abandoned_cart/reminder"\n{step}\n'
+    if variant:
+        text += f"\n[[abandoned_cart.steps.variants]]\n{variant}\n"
+    path = _write(tmp_path, 'template = "abandoned_cart/reminder"\n', text)
+    with pytest.raises(JourneysConfigError) as caught:
+        load_journeys(path)
+    assert message in str(caught.value)
+
+
+def test_a_holdout_above_half_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[abandoned_cart]\nenabled = true", "[abandoned_cart]\nholdout = 0.7")
+    with pytest.raises(JourneysConfigError, match=r"\[abandoned_cart.holdout\]"):
+        load_journeys(path)
+
+
+def test_an_offer_variant_where_segments_set_the_offer_is_refused(tmp_path: Path) -> None:
+    text = DEFAULTS.read_text()
+    start = text.index("[[win_back.steps]]")
+    end = text.index("\n\n", text.index("phase = ", start))
+    path = tmp_path / "journeys.toml"
+    path.write_text(
+        text[:end]
+        + '\n[[win_back.steps.variants]]\nname = "deeper"\nfree_shipping = false\n'
+        + text[end:]
+    )
+    with pytest.raises(JourneysConfigError, match="changes the offer, but the segments"):
+        load_journeys(path)
+
+
+def test_every_customer_is_assigned_one_variant_by_weight_and_always_the_same() -> None:
+    from triggermail.variants import assign_variant, in_holdout
+
+    weights = [("control", 3.0), ("b", 1.0)]
+    drawn = [assign_variant("x.reminder", f"c-{i}", weights) for i in range(20_000)]
+    assert drawn.count("b") / len(drawn) == pytest.approx(0.25, abs=0.015)
+    assert drawn == [assign_variant("x.reminder", f"c-{i}", weights) for i in range(20_000)]
+    # Another experiment draws independently of this one.
+    other = [assign_variant("y.reminder", f"c-{i}", weights) for i in range(20_000)]
+    both = sum(a == b == "b" for a, b in zip(drawn, other, strict=True)) / len(drawn)
+    assert both == pytest.approx(0.25 * 0.25, abs=0.01)
+    held = sum(in_holdout("abandoned_cart", f"c-{i}", 0.1) for i in range(20_000))
+    assert held / 20_000 == pytest.approx(0.1, abs=0.01)
+    assert not any(in_holdout("abandoned_cart", f"c-{i}", 0) for i in range(1000))

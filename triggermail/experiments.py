@@ -250,7 +250,7 @@ class Winners:
             name: winner
             for name, winner in session.execute(
                 select(Experiment.name, Experiment.winner).where(Experiment.winner.is_not(None))
-            ).tuples()
+            )
             if winner is not None
         }
         with self._lock:

@@ -507,3 +507,56 @@ def test_fast_money_formatting_matches_babel(locale: str, currency: str) -> None
         assert _format_money(amount, currency, locale) == format_currency(
             amount, currency, locale=locale
         )
+
+
+def _with_variant(tmp_path: Path, variant: str) -> Path:
+    path = tmp_path / "journeys.toml"
+    path.write_text(
+        DEFAULTS.read_text().replace(
+            'template = "abandoned_cart/reminder"\n',
+            'template = "abandoned_cart/reminder"\n\n'
+            f"[[abandoned_cart.steps.variants]]\n{variant}\n",
+            1,
+        )
+    )
+    return path
+
+
+def test_every_variant_is_rendered_at_worker_start(tmp_path: Path) -> None:
+    path = _with_variant(
+        tmp_path,
+        'name = "short"\ntemplate = "abandoned_cart/incentive"\ncoupon_percent = 5\n'
+        'coupon_valid = "1d"\nsubject = { en = "{{ customer.first_name }}?", fr = "Alors ?" }',
+    )
+    assert RENDERER.check(load_journeys(path)) == (len(STEPS) + 1) * len(LOCALES)
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        (
+            'name = "b"\nsubject = "Hi {{ customer.nickname }}"',
+            "variant 'b': the variant's subject line [en]: 'dict object' has no attribute",
+        ),
+        ('name = "b"\nsubject = "Hi {{ customer."', "variant 'b': the variant's subject line"),
+        ('name = "b"\ntemplate = "abandoned_cart/nope"', "template missing"),
+    ],
+)
+def test_a_broken_variant_stops_the_worker(tmp_path: Path, variant: str, message: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        RENDERER.check(load_journeys(_with_variant(tmp_path, variant)))
+    assert "[abandoned_cart] step 'reminder' variant 'b'" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_a_variant_subject_is_plain_text_in_the_customer_locale() -> None:
+    context = sample_context(JOURNEYS, journey="abandoned_cart", step="reminder", locale="fr")
+    subject = {
+        "en": "Tom & {{ customer.first_name }}",
+        "fr": "Toujours là, {{ customer.first_name }} ?",
+    }
+    french = RENDERER.render("abandoned_cart/reminder", context, locale="fr-CA", subject=subject)
+    english = RENDERER.render("abandoned_cart/reminder", context, locale="de", subject=subject)
+    assert french.subject.startswith("Toujours là, ")
+    assert english.subject.startswith("Tom & ")  # a header: never HTML-escaped
+    assert "<title>Tom &amp; " in english.html
