@@ -251,3 +251,39 @@ def test_the_command_prints_tables_json_and_writes_html(
     assert wrong.exit_code == 2
     unknown = runner.invoke(app, ["report", "--journey", "abandoned_carts"])
     assert unknown.exit_code == 2 and "not a journey" in unknown.output
+
+
+def test_a_holdout_entry_a_guard_stopped_first_is_still_the_holdouts(
+    session: Session, store: Store, config: JourneysConfig
+) -> None:
+    store.send(
+        "h-1", "reminder", at(hours=1), variant="holdout", status="skipped", reason="holdout"
+    )
+    # The exit signal was lost: the activity found the order and stopped the holdout's row.
+    store.send("h-2", "reminder", at(hours=1), variant="holdout", status="skipped",
+               reason="converted")  # fmt: skip
+    store.order("h-2", at(minutes=50), revenue="10")
+    store.send("c-1", "reminder", at(hours=1))
+    store.session.commit()
+
+    cart = rows(report(session, config), "abandoned_cart")
+    holdout = cart[(None, "holdout")]
+    assert (holdout.entered, holdout.converted) == (2, 1)
+    assert set(cart) == {("reminder", "control"), (None, None), (None, "holdout")}
+
+
+def test_a_timing_variant_counts_its_entry_from_its_own_offset(
+    session: Session, store: Store, config: JourneysConfig
+) -> None:
+    cart = config.abandoned_cart
+    data = cart.model_dump()
+    data["steps"][0]["variants"] = [{"name": "later", "after": "6h"}]
+    config = config.model_copy(update={"abandoned_cart": type(cart).model_validate(data)})
+    # Entered at 00:00, the variant's reminder went at 06:00; the order at 01:00 came after
+    # entry (a purchase exit would have stopped the reminder; this one the signal missed).
+    store.send("v-1", "reminder", at(hours=6), variant="later")
+    store.order("v-1", at(hours=1), revenue="10")
+    store.session.commit()
+
+    built = rows(report(session, config), "abandoned_cart")
+    assert built[("reminder", "later")].converted == 1
