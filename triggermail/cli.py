@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from triggermail.settings import Settings
+
+if TYPE_CHECKING:
+    from triggermail.experiments import ExperimentStatus
 
 app = typer.Typer(
     name="triggermail",
@@ -234,7 +237,7 @@ def temporal_setup() -> None:
 
 
 schedules_app = typer.Typer(
-    help="Temporal Schedules: the daily sweep that starts the journeys of time passing.",
+    help="Temporal Schedules: the daily sweep (journeys of time passing), the hourly experiments.",
     no_args_is_help=True,
 )
 app.add_typer(schedules_app, name="schedules")
@@ -242,18 +245,25 @@ app.add_typer(schedules_app, name="schedules")
 
 @schedules_app.command("apply")
 def schedules_apply() -> None:
-    """Create or update the Schedule triggermail-daily-sweep (TEMPORAL_ADDRESS's cluster).
+    """Create or update the Schedules triggermail-daily-sweep and triggermail-experiments
+    (TEMPORAL_ADDRESS's cluster).
 
-    It runs the sweep daily at sweep.at of the journeys TOML (UTC, default 02:00).
+    triggermail-daily-sweep runs the sweep daily at sweep.at of the journeys TOML (UTC,
+    default 02:00); a run missed while the cluster was down starts within 12 h.
 
-    Overlaps are skipped; a run missed while the cluster was down starts within 12 h.
+    triggermail-experiments evaluates the A/B experiments hourly and records their
+    automatic winners (what `triggermail experiments --decide` does).
 
-    Applying again updates it; a Schedule an operator paused stays paused.
+    Overlaps are skipped. Applying again updates them; a Schedule an operator paused
+    stays paused.
     """
     from triggermail.journeys import JourneysConfigError, load_journeys
     from triggermail.temporal import (
+        EXPERIMENTS_CATCH_UP,
+        EXPERIMENTS_SCHEDULE_ID,
         SWEEP_CATCH_UP,
         SWEEP_SCHEDULE_ID,
+        apply_experiments_schedule,
         apply_sweep_schedule,
         connect,
     )
@@ -265,18 +275,25 @@ def schedules_apply() -> None:
         console.print(f"[red]schedule not applied:[/red] {err}")
         raise typer.Exit(2) from err
 
-    async def apply() -> str:
+    async def apply() -> tuple[str, str]:
         client = await connect()
-        return await apply_sweep_schedule(
+        sweep = await apply_sweep_schedule(
             client, at=journeys.sweep.at, task_queue=settings.task_queue
         )
+        return sweep, await apply_experiments_schedule(client, task_queue=settings.task_queue)
 
-    done = asyncio.run(apply())
+    done, experiments_done = asyncio.run(apply())
     hours = SWEEP_CATCH_UP.total_seconds() / 3600
     console.print(
         f"schedule [bold]{SWEEP_SCHEDULE_ID}[/bold] {done}: SweepWorkflow daily at "
         f"{journeys.sweep.at:%H:%M} UTC on task queue {settings.task_queue!r}, "
         f"overlap skip, catch-up window {hours:g} h"
+    )
+    minutes = EXPERIMENTS_CATCH_UP.total_seconds() / 60
+    console.print(
+        f"schedule [bold]{EXPERIMENTS_SCHEDULE_ID}[/bold] {experiments_done}: "
+        f"ExperimentsWorkflow hourly on task queue {settings.task_queue!r}, "
+        f"overlap skip, catch-up window {minutes:g} min"
     )
 
 
@@ -364,6 +381,9 @@ def preview(
         typer.Option(help="Render for this customer from the store (TRIGGERMAIL_DATABASE_URL)."),
     ] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Sample data (the default).")] = False,
+    variant: Annotated[
+        str, typer.Option(help="An A/B variant of the step (default: the step as written).")
+    ] = "control",
     all_steps: Annotated[
         bool, typer.Option("--all", help="Every step of every journey in every locale.")
     ] = False,
@@ -393,7 +413,7 @@ def preview(
 
     if customer is not None and sample:
         raise typer.BadParameter("--customer or --sample, not both")
-    if all_steps and (customer is not None or journey is not None):
+    if all_steps and (customer is not None or journey is not None or variant != "control"):
         raise typer.BadParameter("--all renders every step with sample data; drop the others")
     if not all_steps and (journey is None or step is None):
         raise typer.BadParameter("name a JOURNEY and a STEP, or use --all")
@@ -422,12 +442,15 @@ def preview(
                         customer_id=customer,
                         locale=locale,
                         now=utcnow(),
+                        variant=variant,
                     )
                 finally:
                     engine.dispose()
             else:
-                rendered = render_sample(renderer, journeys, journey, step, locale=locale)
-            written = write(rendered, folder, journey, step)
+                rendered = render_sample(
+                    renderer, journeys, journey, step, locale=locale, variant=variant
+                )
+            written = write(rendered, folder, journey, step, variant)
             console.print(f"[bold]Subject:[/bold] {escape(rendered.subject)}")
             console.print(f"[dim]Preheader:[/dim] {escape(rendered.preheader)}")
             console.print(f"[dim]Locale:[/dim] {rendered.locale}")
@@ -584,6 +607,137 @@ def report(
         console.print(report_renderable(built))
         if html is not None:
             console.print(f"HTML report: [bold]{html}[/bold]")
+
+
+@app.command()
+def experiments(
+    decide: Annotated[
+        bool,
+        typer.Option(
+            "--decide",
+            help="Record the figures and the winners that are due now, as the hourly "
+            "Schedule does (no Temporal needed).",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of tables.")] = False,
+) -> None:
+    """A/B experiments: per variant entered, sent, converted, rate (95 % CI), P(best); winner.
+
+    Read-only by default: the Schedule triggermail-experiments decides winners hourly.
+
+    Figures from the store (TRIGGERMAIL_DATABASE_URL); experiments from TRIGGERMAIL_JOURNEYS.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from activities.experiments import ExperimentActivities, ExperimentsError
+    from triggermail.journeys import JourneysConfigError, load_journeys
+    from triggermail.store import make_engine, make_session_factory, utcnow
+
+    settings = Settings()
+    try:
+        journeys = load_journeys(settings.journeys)
+    except JourneysConfigError as err:
+        console.print(f"[red]no experiments:[/red] {err}")
+        raise typer.Exit(2) from err
+    now = utcnow()
+    engine = make_engine(settings.database_url)
+    try:
+        evaluation = ExperimentActivities(
+            session_factory=make_session_factory(engine), journeys=journeys, clock=lambda: now
+        )
+        statuses = evaluation.statuses(decide=decide)
+    except ExperimentsError as err:
+        console.print(f"[red]no experiments:[/red] {err}")
+        raise typer.Exit(2) from err
+    except DBAPIError as err:
+        console.print(f"[red]store unavailable:[/red] {err.orig or err}")
+        raise typer.Exit(2) from err
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(experiments_json(statuses, now=now, decided=decide))
+        return
+    if not statuses:
+        console.print("no experiments: no enabled step has variants")
+        return
+    for status in statuses:
+        console.print(experiment_renderable(status))
+
+
+def experiments_json(statuses: list[ExperimentStatus], *, now: datetime, decided: bool) -> str:
+    """``{"evaluated_at", "decide", "experiments": [ExperimentStatus as a dict]}``, with
+    datetimes in ISO 8601 and each interval a ``[low, high]`` pair."""
+    import json
+
+    def encode(value: object) -> str:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+    document = {
+        "evaluated_at": now,
+        "decide": decided,
+        "experiments": [status.as_dict() for status in statuses],
+    }
+    return json.dumps(document, default=encode, indent=2)
+
+
+def experiment_renderable(status: ExperimentStatus) -> Any:
+    """One experiment: a row per variant, and a line saying where its decision stands."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    total = sum(v.weight for v in status.variants) or 1.0
+    table = Table(
+        "variant",
+        "weight",
+        "entered",
+        "sent",
+        "converted",
+        "rate (95 % CI)",
+        "P(best)",
+        title=f"{status.name} · {status.journey} / {status.step}",
+        title_justify="left",
+    )
+    for v in status.variants:
+        rate = "—"
+        if v.rate is not None:
+            rate = f"{v.rate:.1%}"
+            if v.ci is not None:
+                rate += f" ({v.ci[0]:.1%}\N{EN DASH}{v.ci[1]:.1%})"
+        best = f"{v.probability_best:.1%}" if v.probability_best is not None else "—"
+        name = f"{v.name} ★" if v.name == status.winner else v.name
+        table.add_row(
+            name,
+            f"{v.weight:g} ({v.weight / total:.0%})",
+            str(v.entered),
+            str(v.sent),
+            str(v.converted),
+            rate,
+            best,
+        )
+    counted = (
+        f"entries from {status.started_at:%Y-%m-%d %H:%M} to "
+        f"{status.counted_until:%Y-%m-%d %H:%M} UTC (later ones are inside their window)"
+    )
+    return Group(table, Text(counted, style="dim"), Text(_experiment_state(status)), Text(""))
+
+
+def _experiment_state(status: ExperimentStatus) -> str:
+    if status.winner is not None:
+        when = f"{status.decided_at:%Y-%m-%d %H:%M} UTC" if status.decided_at else "?"
+        chance = f" at {status.probability:.1%}" if status.probability is not None else ""
+        now = "decided now" if status.decided_now else "decided"
+        return f"winner: {status.winner}{chance}, {now} {when}; new entries get it"
+    if status.note:
+        return status.note
+    if status.threshold is None or status.min_recipients is None:
+        return "no automatic winner: read the figures"
+    return (
+        f"no winner yet: automatic once every variant has {status.min_recipients} "
+        f"recipients and one reaches {status.threshold:.0%} (hourly; --decide: now)"
+    )
 
 
 def main() -> None:  # pragma: no cover

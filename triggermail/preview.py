@@ -21,7 +21,7 @@ from activities.rendering import Rendered, Renderer, TemplateError, sample_conte
 from triggermail.durations import format_duration
 from triggermail.journeys import Journey, JourneysConfig, Step
 from triggermail.store import Cart, Coupon, Customer, Event, Order
-from workflows.types import SendEmailInput
+from workflows.types import SendEmailInput, StepSpec
 
 PREVIEW_COUPON = "PREVIEW-CODE"
 """Shown where a real send creates a unique code; previews must not create one."""
@@ -39,6 +39,7 @@ class Preview:
     rendered: Rendered
     html_path: Path
     text_path: Path
+    variant: str = "control"
 
 
 def find_step(journeys: JourneysConfig, journey: str, step: str) -> Step:
@@ -53,15 +54,35 @@ def find_step(journeys: JourneysConfig, journey: str, step: str) -> Step:
     raise PreviewError(f"journey {journey!r} has no step {step!r}; its steps are {steps}")
 
 
+def find_variant(journeys: JourneysConfig, journey: str, step: str, variant: str) -> StepSpec:
+    """The step as customers assigned ``variant`` get it (``control``: as written)."""
+    config = find_step(journeys, journey, step)
+    if variant != "control" and config.variant(variant) is None:
+        names = ", ".join(name for name, _ in config.weights())
+        raise PreviewError(f"step {step!r} has no variant {variant!r}; its variants are {names}")
+    return config.spec(variant)
+
+
 def render_sample(
-    renderer: Renderer, journeys: JourneysConfig, journey: str, step: str, *, locale: str | None
+    renderer: Renderer,
+    journeys: JourneysConfig,
+    journey: str,
+    step: str,
+    *,
+    locale: str | None,
+    variant: str = "control",
 ) -> Rendered:
-    spec = find_step(journeys, journey, step)
+    spec = find_variant(journeys, journey, step, variant)
     chosen = renderer.locale_for(locale or journeys.shop.locale)
     context = sample_context(
         journeys, journey=journey, step=step, coupon_percent=spec.coupon_percent, locale=chosen
     )
-    return renderer.render(spec.template, context, locale=locale or journeys.shop.locale)
+    return renderer.render(
+        spec.template,
+        context,
+        locale=locale or journeys.shop.locale,
+        subject=journeys.subject_of(journey, step, variant),
+    )
 
 
 def render_customer(
@@ -74,6 +95,7 @@ def render_customer(
     customer_id: str,
     locale: str | None,
     now: datetime,
+    variant: str = "control",
 ) -> Rendered:
     """The e-mail this customer would get now, with their latest cart.
 
@@ -81,7 +103,7 @@ def render_customer(
         PreviewError: the customer is not in the store.
         TemplateError: the step cannot render for them (e.g. it shows a cart they lack).
     """
-    spec = find_step(journeys, journey, step)
+    spec = find_variant(journeys, journey, step, variant)
     with sessions() as session:
         customer = session.get(Customer, customer_id)
         if customer is None:
@@ -94,7 +116,7 @@ def render_customer(
             .options(selectinload(Cart.lines))
         )
         coupon = None
-        if spec.coupon_percent is not None and spec.coupon_valid is not None:
+        if spec.coupon_percent is not None and spec.coupon_valid_s is not None:
             # Never added to the session: a preview must not hand out a real code.
             coupon = Coupon(
                 code=PREVIEW_COUPON,
@@ -102,7 +124,7 @@ def render_customer(
                 percent=spec.coupon_percent,
                 send_key="preview",
                 created_at=now,
-                expires_at=now + spec.coupon_valid,
+                expires_at=now + timedelta(seconds=spec.coupon_valid_s),
             )
         content = journey_content(
             session,
@@ -126,7 +148,12 @@ def render_customer(
             content=content,
         )
         try:
-            return renderer.render(spec.template, context, locale=locale or customer.locale)
+            return renderer.render(
+                spec.template,
+                context,
+                locale=locale or customer.locale,
+                subject=journeys.subject_of(journey, step, variant),
+            )
         except TemplateError as err:
             if cart is None:
                 raise TemplateError(f"{err}\n(customer {customer_id!r} has no cart)") from err
@@ -134,7 +161,7 @@ def render_customer(
 
 
 def _request(
-    session: Session, journey: str, spec: Step, customer_id: str, now: datetime
+    session: Session, journey: str, spec: StepSpec, customer_id: str, now: datetime
 ) -> SendEmailInput:
     """What the journey would send this customer now: about their latest order, and the
     products they viewed or bought last."""
@@ -163,8 +190,9 @@ def _request(
         idempotency_key="preview",
         customer_id=customer_id,
         journey=journey,
-        step=spec.spec(),
+        step=spec,
         workflow_id="preview",
+        variant=spec.variant,
         entered_at=order.placed_at if order_id and order else now,
         order_id=order_id,
         product_ids=product_ids,
@@ -181,26 +209,34 @@ def _product_id(properties: dict[str, object]) -> object:
 ORDER_JOURNEYS = frozenset({"post_purchase", "review_request", "replenishment"})
 
 
-def write(rendered: Rendered, out: Path, journey: str, step: str) -> Preview:
-    """``<out>/<journey>/<step>.<locale>.html`` and ``.txt``."""
+def write(
+    rendered: Rendered, out: Path, journey: str, step: str, variant: str = "control"
+) -> Preview:
+    """``<out>/<journey>/<step>.<locale>.html`` and ``.txt`` (``<step>.<variant>.<locale>``
+    for a variant)."""
     folder = out / journey
     folder.mkdir(parents=True, exist_ok=True)
-    html_path = folder / f"{step}.{rendered.locale}.html"
-    text_path = folder / f"{step}.{rendered.locale}.txt"
+    stem = step if variant == "control" else f"{step}.{variant}"
+    html_path = folder / f"{stem}.{rendered.locale}.html"
+    text_path = folder / f"{stem}.{rendered.locale}.txt"
     html_path.write_text(rendered.html, encoding="utf-8")
     text_path.write_text(f"Subject: {rendered.subject}\n\n{rendered.text}", encoding="utf-8")
-    return Preview(journey, step, rendered.locale, rendered, html_path, text_path)
+    return Preview(journey, step, rendered.locale, rendered, html_path, text_path, variant)
 
 
 def gallery(renderer: Renderer, journeys: JourneysConfig, out: Path) -> tuple[Path, list[Preview]]:
-    """Every step of every journey, enabled or not, in every locale, and an index page."""
+    """Every step (and variant) of every journey, enabled or not, in every locale, and an
+    index page."""
     previews = []
     for journey in journeys.journey_names():
         config: Journey | None = getattr(journeys, journey)
         for spec in config.steps if config else []:
-            for locale in renderer.locales():
-                rendered = render_sample(renderer, journeys, journey, spec.name, locale=locale)
-                previews.append(write(rendered, out, journey, spec.name))
+            for variant, _ in spec.weights():
+                for locale in renderer.locales():
+                    rendered = render_sample(
+                        renderer, journeys, journey, spec.name, locale=locale, variant=variant
+                    )
+                    previews.append(write(rendered, out, journey, spec.name, variant))
     index = out / "index.html"
     index.write_text(_index(journeys, renderer.locales(), previews, out), encoding="utf-8")
     return index, previews
@@ -208,12 +244,15 @@ def gallery(renderer: Renderer, journeys: JourneysConfig, out: Path) -> tuple[Pa
 
 def _index(journeys: JourneysConfig, locales: list[str], previews: list[Preview], out: Path) -> str:
     rows = []
-    by_step: dict[tuple[str, str], dict[str, Preview]] = {}
+    by_step: dict[tuple[str, str, str], dict[str, Preview]] = {}
     for preview in previews:
-        by_step.setdefault((preview.journey, preview.step), {})[preview.locale] = preview
-    for (journey, step), cells in by_step.items():
-        spec = find_step(journeys, journey, step)
-        after = _duration(spec.after)
+        key = (preview.journey, preview.step, preview.variant)
+        by_step.setdefault(key, {})[preview.locale] = preview
+    for (journey, step, variant), cells in by_step.items():
+        spec = find_variant(journeys, journey, step, variant)
+        after = _duration(timedelta(seconds=spec.after_s))
+        if variant != "control":
+            after += f" · variant {variant}"
         tds = []
         for locale in locales:
             p = cells[locale]

@@ -168,3 +168,37 @@ def test_customer_preview_says_when_the_customer_would_get_no_such_email(
     )
     assert result.exit_code == 2
     assert "would not get this e-mail now" in " ".join(result.output.split())
+
+
+def test_a_variant_previews_with_its_own_subject_and_offer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = Path(__file__).parent.parent.parent / "triggermail" / "journeys.toml"
+    journeys = tmp_path / "journeys.toml"
+    journeys.write_text(
+        defaults.read_text().replace(
+            'coupon_valid = "48h"\n',
+            'coupon_valid = "48h"\n\n[[abandoned_cart.steps.variants]]\nname = "deeper"\n'
+            "coupon_percent = 20\n"
+            'subject = "{{ coupon.percent }}% off, {{ customer.first_name }}"\n',
+            1,
+        )
+    )
+    monkeypatch.setenv("TRIGGERMAIL_JOURNEYS", str(journeys))
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["preview", "abandoned_cart", "incentive", "--variant", "deeper", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Subject: 20% off, " in result.output
+    assert "20%" in (out / "abandoned_cart" / "incentive.deeper.en.txt").read_text()
+
+    missing = runner.invoke(app, ["preview", "abandoned_cart", "incentive", "--variant", "nope"])
+    assert missing.exit_code == 2
+    assert "has no variant 'nope'; its variants are control, deeper" in " ".join(
+        missing.output.split()
+    )
+
+    gallery = runner.invoke(app, ["preview", "--all", "--out", str(out)])
+    assert gallery.exit_code == 0, gallery.output
+    assert "variant deeper" in (out / "index.html").read_text()
