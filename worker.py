@@ -23,6 +23,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
+from activities.experiments import ExperimentActivities
 from activities.lapsed import LapsedActivities
 from activities.rendering import Renderer
 from activities.sweep import SweepActivities
@@ -36,6 +37,7 @@ from triggermail.temporal import connect, missing_search_attributes
 from workflows.abandoned_cart import AbandonedCartWorkflow
 from workflows.birthday import BirthdayWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
+from workflows.experiments import ExperimentsWorkflow
 from workflows.post_purchase import PostPurchaseWorkflow
 from workflows.reactivation import ReactivationWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
@@ -48,6 +50,7 @@ log = logging.getLogger("triggermail.worker")
 
 WORKFLOWS = [
     SweepWorkflow,
+    ExperimentsWorkflow,
     AbandonedCartWorkflow,
     BrowseAbandonmentWorkflow,
     PostPurchaseWorkflow,
@@ -138,12 +141,21 @@ def build_worker(
         clock=clock,
     )
     lapsed = LapsedActivities(session_factory=session_factory, journeys=journeys, clock=clock)
+    experiments = ExperimentActivities(
+        session_factory=session_factory, journeys=journeys, clock=clock
+    )
     journeys_worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         # Journeys that scheduled their sends before the send queue existed still do so here.
-        activities=[email.send_email, *sweep.activities(), lapsed.sunset_after, lapsed.sunset],
+        activities=[
+            email.send_email,
+            *sweep.activities(),
+            *experiments.activities(),
+            lapsed.sunset_after,
+            lapsed.sunset,
+        ],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
     )

@@ -29,7 +29,9 @@ from triggermail.migrate import upgrade
 from triggermail.settings import DEFAULT_DATA_DIR, Settings
 from triggermail.store import make_engine, make_session_factory
 from triggermail.temporal import (
+    EXPERIMENTS_SCHEDULE_ID,
     SWEEP_SCHEDULE_ID,
+    apply_experiments_schedule,
     apply_sweep_schedule,
     binary,
     metrics_runtime,
@@ -118,6 +120,11 @@ async def run_dev(
         console.print(
             f"[bold]temporal[/bold]: schedule {SWEEP_SCHEDULE_ID} {done} "
             f"(daily at {journeys.sweep.at:%H:%M} UTC; `triggermail sweep` runs it now)"
+        )
+        done = await apply_experiments_schedule(client, task_queue=settings.task_queue)
+        console.print(
+            f"[bold]temporal[/bold]: schedule {EXPERIMENTS_SCHEDULE_ID} {done} "
+            "(hourly; `triggermail experiments` shows the figures)"
         )
         with ThreadPoolExecutor(settings.activity_threads) as executor:
             worker = build_worker(

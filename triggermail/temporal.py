@@ -25,6 +25,7 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
@@ -38,6 +39,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from workflows.experiments import ExperimentsInput
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 from workflows.sweep import SweepInput
 
@@ -47,6 +49,12 @@ SWEEP_SCHEDULE_ID = "triggermail-daily-sweep"
 SWEEP_CATCH_UP = timedelta(hours=12)
 """A run the cluster missed (down at the time) still starts when it is back within this;
 later, the next day's sweep covers the missed day."""
+EXPERIMENTS_SCHEDULE_ID = "triggermail-experiments"
+"""The experiments' Schedule; each run is ``triggermail-experiments-<scheduled time>``."""
+EXPERIMENTS_EVERY = timedelta(hours=1)
+EXPERIMENTS_CATCH_UP = timedelta(minutes=30)
+"""A missed run starts when the cluster is back within this; later, the next hour's does
+the same work."""
 
 
 def connect_config() -> dict[str, Any]:
@@ -162,9 +170,39 @@ def sweep_schedule(*, at: time, task_queue: str) -> Schedule:
 async def apply_sweep_schedule(client: Client, *, at: time, task_queue: str) -> str:
     """Create the daily sweep's Schedule, or bring an existing one up to date (its paused
     state and note are an operator's: they are kept). Returns ``created`` or ``updated``."""
-    schedule = sweep_schedule(at=at, task_queue=task_queue)
+    return await _apply_schedule(
+        client, SWEEP_SCHEDULE_ID, sweep_schedule(at=at, task_queue=task_queue)
+    )
+
+
+def experiments_schedule(*, task_queue: str) -> Schedule:
+    """The experiments' Schedule: ``ExperimentsWorkflow`` every hour, never two at once."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "ExperimentsWorkflow",
+            ExperimentsInput(),
+            id=EXPERIMENTS_SCHEDULE_ID,
+            task_queue=task_queue,
+            static_summary="Experiments: figures and automatic winners",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=EXPERIMENTS_EVERY)]),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=EXPERIMENTS_CATCH_UP
+        ),
+        state=ScheduleState(note="triggermail: decides the A/B experiments' automatic winners"),
+    )
+
+
+async def apply_experiments_schedule(client: Client, *, task_queue: str) -> str:
+    """Create or update the experiments' Schedule, as :func:`apply_sweep_schedule` does."""
+    return await _apply_schedule(
+        client, EXPERIMENTS_SCHEDULE_ID, experiments_schedule(task_queue=task_queue)
+    )
+
+
+async def _apply_schedule(client: Client, schedule_id: str, schedule: Schedule) -> str:
     try:
-        await client.create_schedule(SWEEP_SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
         return "created"
     except ScheduleAlreadyRunningError:
         pass
@@ -174,5 +212,5 @@ async def apply_sweep_schedule(client: Client, *, at: time, task_queue: str) -> 
             schedule=dataclasses.replace(schedule, state=current.description.schedule.state)
         )
 
-    await client.get_schedule_handle(SWEEP_SCHEDULE_ID).update(update)
+    await client.get_schedule_handle(schedule_id).update(update)
     return "updated"
