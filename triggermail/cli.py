@@ -730,14 +730,7 @@ def _experiment_state(status: ExperimentStatus) -> str:
         chance = f" at {status.probability:.1%}" if status.probability is not None else ""
         now = "decided now" if status.decided_now else "decided"
         return f"winner: {status.winner}{chance}, {now} {when}; new entries get it"
-    if status.note:
-        return status.note
-    if status.threshold is None or status.min_recipients is None:
-        return "no automatic winner: read the figures"
-    return (
-        f"no winner yet: automatic once every variant has {status.min_recipients} "
-        f"recipients and one reaches {status.threshold:.0%} (hourly; --decide: now)"
-    )
+    return status.note
 
 
 def main() -> None:  # pragma: no cover

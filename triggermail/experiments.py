@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triggermail.journeys import JourneysConfig, Step
@@ -103,6 +104,18 @@ def evaluate(
 ) -> list[ExperimentStatus]:
     """Every configured experiment's figures; with ``decide``, record the winners that are
     due (and each experiment's figures) in the store."""
+    try:
+        return _evaluate(session, config, now=now, decide=decide)
+    except IntegrityError:
+        # Another evaluation (the Schedule's, an operator's) recorded a new experiment
+        # first: read it as that one left it.
+        session.rollback()
+        return _evaluate(session, config, now=now, decide=decide)
+
+
+def _evaluate(
+    session: Session, config: JourneysConfig, *, now: datetime, decide: bool
+) -> list[ExperimentStatus]:
     statuses = []
     for name, journey, step in config.experiments():
         record = session.get(Experiment, name)
@@ -113,10 +126,11 @@ def evaluate(
                 step=step.name,
                 started_at=_first_use(session, journey, step) or now,
             )
-            session.add(record)
+            if decide:
+                session.add(record)
         status = _figures(session, config, record, step, now)
+        _decide(record, status, now, record_it=decide)
         if decide:
-            _decide(record, status, now)
             record.figures = {v.name: _figure_dict(v) for v in status.variants}
             record.evaluated_at = now
         statuses.append(status)
@@ -186,7 +200,10 @@ def _figures(
     return status
 
 
-def _decide(record: Experiment, status: ExperimentStatus, now: datetime) -> None:
+def _decide(
+    record: Experiment, status: ExperimentStatus, now: datetime, *, record_it: bool
+) -> None:
+    """Say where the experiment stands; with ``record_it``, record a winner that is due."""
     if record.winner is not None:
         status.note = f"decided {record.decided_at:%Y-%m-%d %H:%M} UTC"
         return
@@ -202,6 +219,12 @@ def _decide(record: Experiment, status: ExperimentStatus, now: datetime) -> None
         status.note = (
             f"{leader.name} leads at {leader.probability_best or 0:.1%}, "
             f"below {status.threshold:.0%}"
+        )
+        return
+    if not record_it:
+        status.note = (
+            f"no winner yet: {leader.name} wins at {leader.probability_best:.1%} at the "
+            "next decision (hourly; --decide: now)"
         )
         return
     record.winner, record.probability, record.decided_at = (
