@@ -279,6 +279,21 @@ class SweepRun(Base):
     """Per journey: matched, started, skipped (and why)."""
 
 
+class BuyerTally(Base):
+    """The number of buyers (customers with ``total_spent > 0``) as the sum of its changes.
+
+    Triggers on ``customers`` (migration 0008) add a row of +1 or -1 whenever a customer
+    becomes or stops being a buyer, whoever writes the row: concurrent writers only
+    append, never wait for each other. The daily sweep's plan folds the rows into one and
+    takes the VIP rank from the sum instead of counting every customer.
+    """
+
+    __tablename__ = "buyer_tally"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    change: Mapped[int] = mapped_column(Integer)
+
+
 class SurveyAnswer(Base):
     """A reactivation survey's answer: why the customer stopped buying."""
 
