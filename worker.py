@@ -158,6 +158,9 @@ def build_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
+        # Journeys sleep for hours or days: Temporal's default of 1,000 would replay most of
+        # them from their histories on every wake once more are asleep.
+        max_cached_workflows=settings.workflow_cache,
     )
     send_worker = Worker(
         client,

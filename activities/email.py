@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -36,7 +36,7 @@ from activities.transports import (
 )
 from triggermail.journeys import JourneysConfig
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
-from triggermail.store import Cart, Coupon, Customer, EmailSend, Order, utcnow
+from triggermail.store import Cart, CartLine, Coupon, Customer, EmailSend, Order, utcnow
 from triggermail.variants import HOLDOUT
 from workflows.types import SendEmailInput, SendResult
 
@@ -68,7 +68,7 @@ class EmailActivities:
         with self.session_factory() as session:
             # Before anything is read: two journeys of this customer deciding about the
             # frequency cap at once must take turns, or both would pass it.
-            lock_customer(session, request.customer_id)
+            customer = lock_customer(session, request.customer_id)
             row = session.scalar(
                 select(EmailSend).where(EmailSend.idempotency_key == request.idempotency_key)
             )
@@ -79,11 +79,15 @@ class EmailActivities:
                 # timeout): the e-mail may be out. Sending again could mail it twice.
                 return _settle(session, row, request, "unknown", "earlier attempt ended mid-send")
 
-            customer = session.get(Customer, request.customer_id)
             cart = (
-                session.scalar(
-                    select(Cart).where(Cart.id == request.cart_id).options(selectinload(Cart.lines))
+                session.scalars(
+                    select(Cart)
+                    .where(Cart.id == request.cart_id)
+                    # Its lines and their products in the same round trip: the e-mail shows them.
+                    .options(joinedload(Cart.lines).joinedload(CartLine.product))
                 )
+                .unique()
+                .first()
                 if request.cart_id
                 else None
             )
@@ -149,7 +153,8 @@ class EmailActivities:
                 if held.until - (row.due_at or now) > guardrails.max_deferral:
                     return _settle(session, row, request, "skipped", "capped")
                 return _defer(session, row, request, held)
-            row.not_before = None
+            if row.not_before is not None:  # set only when it was held: else one more UPDATE
+                row.not_before = None
             marketing = not guardrails.is_exempt(request.journey)
             coupon = (
                 self._coupon(session, request, customer, now)

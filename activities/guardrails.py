@@ -36,17 +36,21 @@ class Hold:
     reason: str
 
 
-def lock_customer(session: Session, customer_id: str) -> None:
-    """Serialise the sends of one customer until the transaction ends.
+def lock_customer(session: Session, customer_id: str) -> Customer | None:
+    """Serialise the sends of one customer until the transaction ends; the customer's row
+    (None when there is none), read by the same statement.
 
     A no-op UPDATE: a row lock on PostgreSQL (a non-key column, so it does not block
-    inserts that reference the customer), the database write lock on SQLite.
+    inserts that reference the customer), the database write lock on SQLite. Its
+    ``RETURNING`` hands the row back as the lock holds it, one round trip instead of two.
     """
-    session.execute(
+    return session.scalars(
         update(Customer)
         .where(Customer.id == customer_id)
         .values(marketing_consent=Customer.marketing_consent, updated_at=Customer.updated_at)
-    )
+        .returning(Customer),
+        execution_options={"synchronize_session": False},
+    ).first()
 
 
 def suppressions_of(customer: Customer) -> Select[Suppression]:
@@ -111,26 +115,13 @@ def hold(
     """
     if guardrails.is_exempt(row.journey):
         return None
-    counted_at = func.coalesce(EmailSend.attempted_at, EmailSend.sent_at)
-    exempt = guardrails.exempt or [""]
-    earlier = sorted(
-        at
-        for at in session.scalars(
-            select(counted_at).where(
-                EmailSend.customer_id == customer.id,
-                EmailSend.id != row.id,
-                EmailSend.status.in_(COUNTED),
-                EmailSend.journey.not_in(exempt),
-                counted_at > now - WEEK,
-            )
-        )
-        if at is not None
-    )
     gap = timedelta(hours=guardrails.min_hours_between)
+    limit = guardrails.max_per_week
+    # With no cap configured the customer's earlier e-mails change nothing: not read.
+    earlier = _earlier_sends(session, guardrails, customer, row, now) if gap or limit else []
     until, reason = now, "frequency_cap"
     if gap and earlier:
         until = max(until, earlier[-1] + gap)
-    limit = guardrails.max_per_week
     if limit and len(earlier) >= limit:
         until = max(until, earlier[-limit] + WEEK)
 
@@ -144,6 +135,28 @@ def hold(
             reason = "quiet_hours" if until <= now else reason
             until = end
     return Hold(until, reason) if until > now else None
+
+
+def _earlier_sends(
+    session: Session, guardrails: Guardrails, customer: Customer, row: EmailSend, now: datetime
+) -> list[datetime]:
+    """When the customer's other capped e-mails of the past week went (or may have), oldest
+    first."""
+    counted_at = func.coalesce(EmailSend.attempted_at, EmailSend.sent_at)
+    exempt = guardrails.exempt or [""]
+    return sorted(
+        at
+        for at in session.scalars(
+            select(counted_at).where(
+                EmailSend.customer_id == customer.id,
+                EmailSend.id != row.id,
+                EmailSend.status.in_(COUNTED),
+                EmailSend.journey.not_in(exempt),
+                counted_at > now - WEEK,
+            )
+        )
+        if at is not None
+    )
 
 
 def _outranked(session: Session, guardrails: Guardrails, row: EmailSend, now: datetime) -> bool:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     metrics_address: str = "0.0.0.0:9464"
     """Where the worker serves Prometheus metrics (Temporal SDK's and the journeys'); empty: off."""
     activity_threads: int = 16
+    """Threads running activities (the sends) in one worker process."""
+    workflow_cache: int = 10_000
+    """Journeys one worker process keeps in memory while they sleep (Temporal's sticky
+    cache). One woken from outside it is first replayed from its history, which costs the
+    worker and the server as much as a step; each kept costs the worker about 20 KB of memory
+    (10,000: about 200 MB)."""
     sends_per_second: float = 50.0
     """E-mails handed to the provider per second across all workers (Temporal enforces it on
     the send task queue); keep it under the SendGrid plan's limit. 0: no limit."""
