@@ -27,8 +27,10 @@ from decimal import Decimal
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Row, Select, Table, func, or_, select, text
+from psycopg.errors import UniqueViolation
+from sqlalchemy import Connection, Row, Select, Table, func, or_, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -588,49 +590,48 @@ class SweepActivities:
         return "started"
 
 
-INSERT_ENTRIES = text(
-    """
-    WITH inserted AS (
-        INSERT INTO journey_entries
-            (workflow_id, customer_id, journey, segment, entered_at, sweep_date)
-        SELECT w, c, CAST(:journey AS varchar), s,
-            CAST(:entered_at AS timestamptz), CAST(:sweep_date AS date)
-        FROM unnest(
-            CAST(:workflow_id AS varchar[]), CAST(:customer_id AS varchar[]),
-            CAST(:segment AS varchar[])
-        ) AS page(w, c, s)
-        ON CONFLICT (workflow_id) DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) FROM inserted
-    """
-)
+INSERT_ENTRIES = """
+    INSERT INTO journey_entries
+        (workflow_id, customer_id, journey, segment, entered_at, sweep_date)
+    SELECT w, c, CAST(%(journey)s AS varchar), s,
+        CAST(%(entered_at)s AS timestamptz), CAST(%(sweep_date)s AS date)
+    FROM unnest(
+        CAST(%(workflow_id)b AS varchar[]), CAST(%(customer_id)b AS varchar[]),
+        CAST(%(segment)b AS varchar[])
+    ) AS page(w, c, s)
+"""
 """One journey's entries in one statement of three arrays (a VALUES list of a few
-thousand parameters costs more to build and parse than to insert); it answers how many
-were new, not which: all of them, but on a second run of the day."""
+thousand parameters costs more to build and parse than to insert), in psycopg's own
+placeholders: ``%(…)b`` sends the arrays binary, not as text quoted element by element."""
+INSERT_MISSING_ENTRIES = INSERT_ENTRIES + "ON CONFLICT (workflow_id) DO NOTHING"
 
 
 def _insert_entries_postgresql(
     connection: Connection, candidates: list[Candidate], now: datetime, sweep_date: date
 ) -> list[str]:
-    """Insert the entries not recorded yet; the workflow IDs that may have been (all the
-    candidates' when any was)."""
+    """Insert the entries not recorded yet; the workflow IDs that may have been (all of a
+    journey's when any was)."""
     earlier: list[str] = []
     for journey in dict.fromkeys(JOURNEY_OF[c.kind] for c in candidates):  # a page: one
         ours = [c for c in candidates if JOURNEY_OF[c.kind] == journey]
         ids = [c.workflow_id for c in ours]
-        new = connection.execute(
-            INSERT_ENTRIES,
-            {
-                "workflow_id": ids,
-                "customer_id": [c.customer_id for c in ours],
-                "segment": [c.segment for c in ours],
-                "journey": journey,
-                "entered_at": now,
-                "sweep_date": sweep_date,
-            },
-        ).scalar_one()
-        if new < len(ours):
+        entries = {
+            "workflow_id": ids,
+            "customer_id": [c.customer_id for c in ours],
+            "segment": [c.segment for c in ours],
+            "journey": journey,
+            "entered_at": now,
+            "sweep_date": sweep_date,
+        }
+        try:
+            # All new, as on the day's first sweep: a plain insert costs less than one
+            # that first looks for a conflict on every row.
+            connection.exec_driver_sql(INSERT_ENTRIES, entries)
+        except IntegrityError as err:
+            if not isinstance(err.orig, UniqueViolation):
+                raise
+            # A second run of the day (the statement, alone, left nothing behind).
+            connection.exec_driver_sql(INSERT_MISSING_ENTRIES, entries)
             earlier += ids
     return earlier
 

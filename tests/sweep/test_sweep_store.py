@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -20,6 +21,7 @@ from triggermail.store import (
     make_engine,
     make_session_factory,
 )
+from workflows.sweep import SweepCursor
 from workflows.types import LapsedInput, OccasionInput
 
 D = date(2026, 11, 23)
@@ -205,6 +207,40 @@ async def test_segment_at_entry_is_recorded_and_kept(sessions: sessionmaker[Sess
         entry = session.get(JourneyEntry, f"reactivation/vip/{lapse.date().isoformat()}")
     assert recorded == segments
     assert entry is not None and entry.sweep_date == D and entry.journey == "reactivation"
+
+
+async def test_a_second_run_keeps_the_recorded_segments_and_records_the_new_entries(
+    sessions: sessionmaker[Session],
+) -> None:
+    lapse = ago(90)
+    add(
+        sessions,
+        customer("vip", last_order=lapse, orders=5, spent="5000"),
+        *(customer(f"other{i}", last_order=ago(10), spent="30") for i in range(20)),
+    )
+    activities = sweeper(
+        sessions, journeys(segments=Segments(vip_percent=5, vip_min_orders=3)), FakeTemporal(), NOW
+    )
+
+    def run() -> dict[str, str | None]:
+        plan = activities.plan_sync(D.isoformat())
+        page = activities.read_page(plan, SweepCursor("reactivation"))
+        recorded = activities.record_entries(plan, page.candidates)
+        return {
+            c.customer_id: c.input.segment for c in recorded if isinstance(c.input, LapsedInput)
+        }
+
+    assert run() == {"vip": "vip"}
+    with sessions.begin() as session:
+        vip = session.get(Customer, "vip")
+        assert vip is not None
+        vip.total_spent = Decimal("1")  # a refund after the first run: "repeat" now
+        session.add(customer("late", last_order=lapse))  # an order reported late
+
+    assert run() == {"vip": "vip", "late": "one_time"}
+    with sessions() as session:
+        query = select(JourneyEntry.customer_id, JourneyEntry.segment)
+        assert dict(session.execute(query).all()) == {"vip": "vip", "late": "one_time"}
 
 
 async def test_pages_find_every_match_once(sessions: sessionmaker[Session]) -> None:
