@@ -32,6 +32,7 @@ from pathlib import Path
 from loadkit import (
     RssSampler,
     enter,
+    journeys_closed,
     ours_burst,
     percentile,
     raw_burst,
@@ -67,7 +68,7 @@ async def bench(journeys: int) -> dict[str, float]:
             asleep = time.time()
             assert asleep < first_due, "ingest ran past the first due time"
             customers = list(due)
-            await stack.finish(customers, timeout=journeys / rate + 600)
+            await journeys_closed(stack.client, run, journeys, timeout=journeys / rate + 600)
             sent = send_times(stack, customers)
             assert len(sent) == journeys, f"{len(sent)} of {journeys} e-mails"
             late = sorted(sent[c] - due[c] for c in customers)
