@@ -42,6 +42,7 @@ from activities.segments import segment_of, vip_threshold
 from starter.ids import anniversary_id, birthday_id, reactivation_id, win_back_id
 from starter.routing import journey_attributes
 from triggermail.birthdays import month_day
+from triggermail.experiments import Winners
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Customer, JourneyEntry, Suppression, SweepRun, utcnow
 from workflows.sweep import (
@@ -223,6 +224,7 @@ class SweepActivities:
         self.client = client
         self.task_queue = task_queue
         self.clock = clock
+        self.winners = Winners()
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.plan, self.page, self.finish]
@@ -333,17 +335,24 @@ class SweepActivities:
             # Core, not the ORM's loading: plain rows, thousands per sweep.
             connection = session.connection(execution_options=AUTOCOMMIT)
             customers = connection.execute(query.limit(size)).all()
+            journey = JOURNEY_OF[kind]
+            # Holdouts and A/B variants are drawn per customer; without them every
+            # customer enters the same journey.
+            personal = self.journeys.draws_per_customer(journey)
+            winners = self.winners.current(session, self.journeys) if personal else {}
         counts = JourneyCounts()
         candidates = []
         threshold = Decimal(plan.vip_threshold) if plan.vip_threshold is not None else None
         days = month_days(occasion_days(plan))
-        spec = self.journeys.spec(JOURNEY_OF[kind])
+        spec = self.journeys.spec(journey)
         suppressions = 0
         for row in customers:
             # Each field read once, from a tuple: a row's attribute lookups add up over
             # thousands of matches.
             customer_id, email, consent, timezone, suppressed, *columns = row
             suppressions += bool(suppressed)
+            if personal:
+                spec = self.journeys.spec(journey, customer_id=customer_id, winners=winners)
             candidate = (
                 self._lapsed(kind, customer_id, timezone, columns, spec, threshold, now)
                 if kind in OTHER_LAPSED

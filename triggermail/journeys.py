@@ -592,6 +592,13 @@ class JourneysConfig(_Strict):
             steps.append(step.spec(variant))
         return JourneySpec(name=journey, steps=steps)
 
+    def draws_per_customer(self, journey: str) -> bool:
+        """Whether customers may enter ``journey`` differently: a holdout or A/B variants."""
+        config: Journey | None = getattr(self, journey, None)
+        return config is not None and (
+            config.holdout > 0 or any(step.variants for step in config.steps)
+        )
+
     @staticmethod
     def experiment_of(journey: str, step: Step) -> str:
         return step.experiment or f"{journey}.{step.name}"

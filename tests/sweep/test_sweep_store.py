@@ -414,3 +414,43 @@ def test_never_customers_are_untouched(sessions: sessionmaker[Session]) -> None:
     add(sessions, customer("never"))
     with sessions() as session:
         assert session.scalar(select(Customer.last_order_at)) is None
+
+
+async def test_the_sweep_draws_each_customers_holdout_and_variants(
+    sessions: sessionmaker[Session],
+) -> None:
+    from triggermail.journeys import Variant
+    from triggermail.variants import assign_variant, in_holdout
+
+    add(sessions, *(customer(f"r{i}", last_order=ago(90)) for i in range(40)))
+    config = journeys()
+    assert config.reactivation is not None
+    step = config.reactivation.steps[0].model_copy(
+        update={"variants": [Variant(name="short", after=timedelta(minutes=5))]}
+    )
+    config = config.model_copy(
+        update={
+            "reactivation": config.reactivation.model_copy(
+                update={"holdout": 0.25, "steps": [step]}
+            )
+        }
+    )
+    temporal = FakeTemporal()
+
+    await sweep(sweeper(sessions, config, temporal, NOW), D)
+
+    drawn = {}
+    for started in temporal.started.values():
+        assert isinstance(started.input, LapsedInput)
+        (spec,) = started.input.spec.steps
+        drawn[started.input.customer_id] = (spec.variant, spec.after_s)
+    assert len(drawn) == 40
+    for customer_id, (variant, after_s) in drawn.items():
+        if in_holdout("reactivation", customer_id, 0.25):
+            assert (variant, after_s) == ("holdout", 3600)
+        else:
+            expected = assign_variant(
+                "reactivation.still_with_us", customer_id, [("control", 1), ("short", 1)]
+            )
+            assert (variant, after_s) == (expected, 300 if expected == "short" else 3600)
+    assert {variant for variant, _ in drawn.values()} == {"holdout", "control", "short"}
