@@ -586,9 +586,19 @@ class Simulation:
         }
 
     async def _submit(self, calls: list[dict[str, Any]]) -> None:
-        """Through ``POST /v1/batch``, 100 calls a request, as the SDKs send them."""
-        batches = [calls[i : i + 100] for i in range(0, len(calls), 100)]
-        # The events of one customer stay in one batch, in order (a batch keeps its order).
+        """Through ``POST /v1/batch``, up to 100 calls a request, 4 requests in flight.
+
+        A customer's calls stay in one batch, in order: batches in flight are taken in any
+        order, and a view before its customer's identify (the consent) starts nothing.
+        """
+        by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for call in calls:
+            by_customer[call["userId"]].append(call)
+        batches: list[list[dict[str, Any]]] = [[]]
+        for own in by_customer.values():
+            if len(batches[-1]) + len(own) > 100:
+                batches.append([])
+            batches[-1] += own
         for start in range(0, len(batches), 4):
             replies = await asyncio.gather(
                 *(
