@@ -2,10 +2,11 @@
 full one) through the real intake, journeys, webhook and report.
 
 The counts are the sharp check: every row's entered, sent, delivered, opened, clicked and
-converted must be what the customers did, for any seed. The rates are statistics: a
-correct report leaves about 5 % of its ~40 rates outside their 95 % intervals (seeds 1
-and 2 leave two and one, with every count right). Seed 4 leaves none, and the run is the
-same every time, so a rate outside its interval here means something changed.
+converted must be what the customers did, for any seed. The rates are statistics, held
+against joint 95 % intervals (Bonferroni over the ~40 rates: a correct report has all
+inside in 95 % of runs; each rate's own 95 % interval would leave about two outside in
+an average run). The run is the same every time for a seed, so a rate outside its
+interval here means something changed.
 """
 
 from __future__ import annotations
