@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     workflow_cache: int = 10_000
     """Journeys one worker process keeps in memory while they sleep (Temporal's sticky
     cache). One woken from outside it is first replayed from its history, which costs the
-    worker and the server as much as a step; each kept costs the worker about 20 KB of memory
-    (10,000: about 200 MB)."""
+    worker and the server as much as a step; each kept costs the worker about 100 KB of
+    memory (10,000 asleep: a worker of about 1.1 GB)."""
     sends_per_second: float = 50.0
     """E-mails handed to the provider per second across all workers (Temporal enforces it on
     the send task queue); keep it under the SendGrid plan's limit. 0: no limit."""
