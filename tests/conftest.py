@@ -1,4 +1,5 @@
-"""Shared fixtures: one time-skipping Temporal server per session, a fresh store per test."""
+"""Shared fixtures: one time-skipping Temporal server per session, a dev server per module
+that needs Schedules or visibility, a fresh store per test."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.fakes.sendgrid import FakeSendGrid
 from triggermail.migrate import upgrade
 from triggermail.temporal import binary, register_search_attributes
+from workflows.search_attributes import ALL
 
 PG_ADMIN_URL = os.environ.get(
     "TRIGGERMAIL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -27,6 +29,18 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=binary("temporal-test-server")
     ) as env:
         await register_search_attributes(env.client)
+        yield env
+
+
+@pytest.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The dev server, for what the time-skipping one lacks: Schedules, search attributes
+    in visibility. One per module, so a module's Schedules and journeys are its own."""
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=ALL,
+        dev_server_log_level="error",
+    ) as env:
         yield env
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
@@ -30,20 +28,8 @@ from triggermail.temporal import (
     EXPERIMENTS_SCHEDULE_ID,
     SWEEP_SCHEDULE_ID,
     apply_experiments_schedule,
-    binary,
 )
 from workflows.experiments import ExperimentsWorkflow
-from workflows.search_attributes import ALL
-
-
-@pytest.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=ALL,
-        dev_server_log_level="error",
-    ) as env:
-        yield env
 
 
 def cli(dev_env: WorkflowEnvironment, args: list[str], **env: str) -> Result:

@@ -24,22 +24,11 @@ from triggermail.operators import (
     journey_timeline,
     list_journeys,
 )
-from triggermail.temporal import binary
-from workflows.search_attributes import ALL, JOURNEY_STEP, NEXT_SEND_AT
+from workflows.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
 from workflows.types import JourneyResult, JourneyStatus
 
 T = TypeVar("T")
 TEE = {"product_id": "tee", "name": "Tee", "price": 20, "cart_id": "k"}
-
-
-@pytest.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=ALL,
-        dev_server_log_level="error",
-    ) as env:
-        yield env
 
 
 @pytest.fixture

@@ -28,19 +28,8 @@ from tests.sweep.kit import customer, journeys
 from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
 from triggermail.cli import app
 from triggermail.store import SweepRun, make_engine, make_session_factory
-from triggermail.temporal import SWEEP_SCHEDULE_ID, apply_sweep_schedule, binary
-from workflows.search_attributes import ALL
+from triggermail.temporal import SWEEP_SCHEDULE_ID, apply_sweep_schedule
 from workflows.sweep import SweepWorkflow
-
-
-@pytest.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=ALL,
-        dev_server_log_level="error",
-    ) as env:
-        yield env
 
 
 @pytest.fixture
