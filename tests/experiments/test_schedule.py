@@ -17,11 +17,10 @@ from temporalio.client import (
 )
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from typer.testing import CliRunner, Result
 
 from activities.experiments import ExperimentActivities
+from tests.devserver import cli
 from tests.experiments.kit import NAME, NOW, later_wins
-from triggermail.cli import app
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Experiment
 from triggermail.temporal import (
@@ -30,16 +29,6 @@ from triggermail.temporal import (
     apply_experiments_schedule,
 )
 from workflows.experiments import ExperimentsWorkflow
-
-
-def cli(dev_env: WorkflowEnvironment, args: list[str], **env: str) -> Result:
-    """The command as an operator runs it, against the dev server (from a thread: it runs
-    its own event loop)."""
-    config = dev_env.client.config()
-    target = config["service_client"].config.target_host
-    return CliRunner().invoke(
-        app, args, env={"TEMPORAL_ADDRESS": target, "TEMPORAL_NAMESPACE": "default", **env}
-    )
 
 
 async def test_the_schedule_evaluates_hourly_and_never_twice_at_once(

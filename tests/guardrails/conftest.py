@@ -6,6 +6,7 @@ import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,8 +40,9 @@ async def http(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def shop_api(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on the shop's store, Temporal and clock, with the webhook's key configured."""
+async def shop_api(shop: Shop, **client: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The API on the shop's store, Temporal and clock, with the webhook's key configured;
+    ``client``: more of ``httpx.AsyncClient``'s options (``auth``, ``timeout``)."""
     settings = shop.settings.model_copy(update={"sendgrid_webhook_public_key": PUBLIC_KEY})
     app = create_app(
         settings,
@@ -52,7 +54,7 @@ async def shop_api(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://triggermail.test"
-        ) as client,
+            transport=httpx.ASGITransport(app=app), base_url="http://triggermail.test", **client
+        ) as http,
     ):
-        yield client
+        yield http

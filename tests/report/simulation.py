@@ -50,8 +50,7 @@ import itertools
 import json
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -67,11 +66,10 @@ from temporalio.testing import WorkflowEnvironment
 from starter.ids import abandoned_cart_id, browse_abandonment_id, post_purchase_id, welcome_id
 from starter.routing import ENDS_ON_PURCHASE
 from tests.fakes.sendgrid import FakeSendGrid
-from tests.guardrails.conftest import PUBLIC_KEY
+from tests.guardrails.conftest import PUBLIC_KEY, shop_api
 from tests.guardrails.test_sendgrid_webhook import signed
 from tests.harness import Shop
 from tests.pii import history_text, personal_data_in
-from triggermail.api import create_app
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.report import Report, build_report, wilson
 from triggermail.store import Customer, EmailSend
@@ -390,28 +388,6 @@ class SimulatedShop(Shop):
         self.executor.shutdown(wait=True)
         self.engine.dispose()
         assert not leaks, f"personal data in workflow histories: {leaks}"
-
-
-@asynccontextmanager
-async def api(shop: SimulatedShop) -> AsyncIterator[httpx.AsyncClient]:
-    """The real API (intake and webhook) on the shop's store, Temporal and clock."""
-    app = create_app(
-        shop.settings,
-        client=shop.env.client,
-        journeys=shop.journeys,
-        session_factory=shop.sessions,
-        clock=shop.now_sync,
-    )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://triggermail.test",
-            auth=(WRITE_KEY, ""),
-            timeout=120,
-        ) as client,
-    ):
-        yield client
 
 
 # -- the simulation ------------------------------------------------------------------------
@@ -928,7 +904,7 @@ async def simulate(
     """Run the simulated shop on ``env`` and a migrated store; compare the report."""
     with FakeSendGrid() as sendgrid:
         shop = SimulatedShop(env, database_url, tmp_path, sendgrid.url)
-        async with shop, api(shop) as http:
+        async with shop, shop_api(shop, auth=(WRITE_KEY, ""), timeout=120) as http:
             simulation = Simulation(
                 shop, http, sendgrid, customers=customers, seed=seed, behaviour=behaviour
             )

@@ -21,12 +21,11 @@ from temporalio.client import (
 )
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from typer.testing import CliRunner, Result
 
 from activities.sweep import SweepActivities
+from tests.devserver import cli
 from tests.sweep.kit import customer, journeys
 from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
-from triggermail.cli import app
 from triggermail.store import SweepRun, make_engine, make_session_factory
 from triggermail.temporal import SWEEP_SCHEDULE_ID, apply_sweep_schedule
 from workflows.sweep import SweepWorkflow
@@ -59,16 +58,6 @@ async def worker(
             activity_executor=executor,
         ):
             yield task_queue
-
-
-def cli(dev_env: WorkflowEnvironment, args: list[str], **env: str) -> Result:
-    """The command as an operator runs it, against the dev server (from a thread: it runs
-    its own event loop)."""
-    config = dev_env.client.config()
-    target = config["service_client"].config.target_host
-    return CliRunner().invoke(
-        app, args, env={"TEMPORAL_ADDRESS": target, "TEMPORAL_NAMESPACE": "default", **env}
-    )
 
 
 async def test_the_schedule_runs_the_sweep_daily_at_the_configured_hour(
