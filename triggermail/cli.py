@@ -14,6 +14,7 @@ from triggermail.settings import Settings
 
 if TYPE_CHECKING:
     from triggermail.experiments import ExperimentStatus
+    from triggermail.journeys import JourneysConfig
 
 app = typer.Typer(
     name="triggermail",
@@ -257,7 +258,6 @@ def schedules_apply() -> None:
     Overlaps are skipped. Applying again updates them; a Schedule an operator paused
     stays paused.
     """
-    from triggermail.journeys import JourneysConfigError, load_journeys
     from triggermail.temporal import (
         EXPERIMENTS_CATCH_UP,
         EXPERIMENTS_SCHEDULE_ID,
@@ -269,11 +269,7 @@ def schedules_apply() -> None:
     )
 
     settings = Settings()
-    try:
-        journeys = load_journeys(settings.journeys)
-    except JourneysConfigError as err:
-        console.print(f"[red]schedule not applied:[/red] {err}")
-        raise typer.Exit(2) from err
+    journeys = _journeys_or_exit(settings, "schedule not applied")
 
     async def apply() -> tuple[str, str]:
         client = await connect()
@@ -568,7 +564,7 @@ def report(
     from sqlalchemy.exc import DBAPIError
 
     from triggermail.durations import parse_duration
-    from triggermail.journeys import JOURNEY_NAMES, JourneysConfigError, load_journeys
+    from triggermail.journeys import JOURNEY_NAMES
     from triggermail.report import build_report, report_html, report_renderable
     from triggermail.store import make_engine, make_session_factory, utcnow
 
@@ -582,11 +578,7 @@ def report(
             f"{journey!r} is not a journey; known: {known}", param_hint="--journey"
         )
     settings = Settings()
-    try:
-        journeys = load_journeys(settings.journeys)
-    except JourneysConfigError as err:
-        console.print(f"[red]no report:[/red] {err}")
-        raise typer.Exit(2) from err
+    journeys = _journeys_or_exit(settings, "no report")
     until = utcnow()
     engine = make_engine(settings.database_url)
     try:
@@ -630,15 +622,10 @@ def experiments(
     from sqlalchemy.exc import DBAPIError
 
     from activities.experiments import ExperimentActivities, ExperimentsError
-    from triggermail.journeys import JourneysConfigError, load_journeys
     from triggermail.store import make_engine, make_session_factory, utcnow
 
     settings = Settings()
-    try:
-        journeys = load_journeys(settings.journeys)
-    except JourneysConfigError as err:
-        console.print(f"[red]no experiments:[/red] {err}")
-        raise typer.Exit(2) from err
+    journeys = _journeys_or_exit(settings, "no experiments")
     now = utcnow()
     engine = make_engine(settings.database_url)
     try:
@@ -731,6 +718,17 @@ def _experiment_state(status: ExperimentStatus) -> str:
         now = "decided now" if status.decided_now else "decided"
         return f"winner: {status.winner}{chance}, {now} {when}; new entries get it"
     return status.note
+
+
+def _journeys_or_exit(settings: Settings, failed: str) -> JourneysConfig:
+    """The journeys TOML, or exit 2 saying what could not be done and what is wrong in it."""
+    from triggermail.journeys import JourneysConfigError, load_journeys
+
+    try:
+        return load_journeys(settings.journeys)
+    except JourneysConfigError as err:
+        console.print(f"[red]{failed}:[/red] {err}")
+        raise typer.Exit(2) from err
 
 
 def main() -> None:  # pragma: no cover
