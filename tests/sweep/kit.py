@@ -3,6 +3,10 @@ edge (the sweep's starts and describes), so the store logic runs on SQLite and P
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -12,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
 
 from activities.sweep import SweepActivities
+from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
 from triggermail.journeys import (
     Birthday,
     JourneysConfig,
@@ -23,7 +29,7 @@ from triggermail.journeys import (
     load_journeys,
 )
 from triggermail.store import Customer
-from workflows.sweep import JourneyCounts, PageInput, SweepCursor, SweepPlan
+from workflows.sweep import JourneyCounts, PageInput, SweepCursor, SweepPlan, SweepWorkflow
 
 
 def journeys(**changes: Any) -> JourneysConfig:
@@ -177,3 +183,28 @@ async def sweep(
         cursor = page.next
     activities.finish_sync(FinishInput(plan, counts))
     return plan, counts
+
+
+@asynccontextmanager
+async def sweep_worker(
+    client: Client, sessions: sessionmaker[Session], config: JourneysConfig, **activities: Any
+) -> AsyncIterator[str]:
+    """A worker running the sweep and stand-ins for the journeys it starts, on a fresh task
+    queue (yielded); ``activities``: more of :class:`SweepActivities`' arguments (clock)."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    sweep_activities = SweepActivities(
+        session_factory=sessions,
+        journeys=config,
+        client=client,
+        task_queue=task_queue,
+        **activities,
+    )
+    with ThreadPoolExecutor(4) as executor:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[SweepWorkflow, StandInReactivation, StandInWinBack, StandInBirthday],
+            activities=sweep_activities.activities(),
+            activity_executor=executor,
+        ):
+            yield task_queue

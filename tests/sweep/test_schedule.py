@@ -5,9 +5,7 @@ twice for a day starting each journey once (read back from Temporal's describe).
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -20,15 +18,11 @@ from temporalio.client import (
     WorkflowExecutionStatus,
 )
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.sweep import SweepActivities
 from tests.devserver import cli
-from tests.sweep.kit import customer, journeys
-from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
+from tests.sweep.kit import customer, journeys, sweep_worker
 from triggermail.store import SweepRun, make_engine, make_session_factory
 from triggermail.temporal import SWEEP_SCHEDULE_ID, apply_sweep_schedule
-from workflows.sweep import SweepWorkflow
 
 
 @pytest.fixture
@@ -42,22 +36,8 @@ def sessions(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
 async def worker(
     dev_env: WorkflowEnvironment, sessions: sessionmaker[Session]
 ) -> AsyncIterator[str]:
-    task_queue = f"tq-{uuid.uuid4()}"
-    activities = SweepActivities(
-        session_factory=sessions,
-        journeys=journeys(),
-        client=dev_env.client,
-        task_queue=task_queue,
-    )
-    with ThreadPoolExecutor(4) as executor:
-        async with Worker(
-            dev_env.client,
-            task_queue=task_queue,
-            workflows=[SweepWorkflow, StandInReactivation, StandInWinBack, StandInBirthday],
-            activities=activities.activities(),
-            activity_executor=executor,
-        ):
-            yield task_queue
+    async with sweep_worker(dev_env.client, sessions, journeys()) as task_queue:
+        yield task_queue
 
 
 async def test_the_schedule_runs_the_sweep_daily_at_the_configured_hour(

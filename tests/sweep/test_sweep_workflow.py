@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pytest
@@ -18,11 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.sweep import SweepActivities
-from tests.sweep.kit import at, customer, journeys
-from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
+from tests.sweep.kit import at, customer, journeys, sweep_worker
 from triggermail.journeys import Sweep
 from triggermail.store import make_engine, make_session_factory
 from workflows.search_attributes import CUSTOMER_ID, JOURNEY
@@ -40,23 +36,9 @@ def sessions(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
 
 @pytest.fixture
 async def worker(env: WorkflowEnvironment, sessions: sessionmaker[Session]) -> AsyncIterator[str]:
-    task_queue = f"tq-{uuid.uuid4()}"
-    activities = SweepActivities(
-        session_factory=sessions,
-        journeys=journeys(sweep=Sweep(page_size=10)),
-        client=env.client,
-        task_queue=task_queue,
-        clock=lambda: at(D, 2),
-    )
-    with ThreadPoolExecutor(4) as executor:
-        async with Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=[SweepWorkflow, StandInReactivation, StandInWinBack, StandInBirthday],
-            activities=activities.activities(),
-            activity_executor=executor,
-        ):
-            yield task_queue
+    config = journeys(sweep=Sweep(page_size=10))
+    async with sweep_worker(env.client, sessions, config, clock=lambda: at(D, 2)) as task_queue:
+        yield task_queue
 
 
 async def run_sweep(
