@@ -71,6 +71,11 @@ STOP_REASONS = frozenset(
 )
 """Guard outcomes after which no later step of the journey can be right either."""
 CONVERSIONS = frozenset({"purchase", "converted"})
+SINCE_2026_11 = "journeys-2026-11"
+"""The patch every journey started since November 2026 records, once, at entry. It stands for
+the three before it (search attributes, deferral timers, the send queue): each recorded a
+marker and an upsert of ``TemporalChangeVersion``, four history events and two visibility
+writes per journey, two of them in the send's workflow task when a burst comes due."""
 HELD_FOR = {"frequency_cap": "the frequency cap", "quiet_hours": "quiet hours to end"}
 """What a deferred send waits for, as operators read it in timer summaries and details."""
 
@@ -98,6 +103,7 @@ class Journey:
         self.state = "waiting"
         self.exit_reason: str | None = None
         self._searchable = False
+        self._since_2026_11 = False
         self._published: tuple[str, datetime | None] | None = None
 
     @workflow.signal
@@ -137,9 +143,10 @@ class Journey:
 
     def begin(self, *, customer_id: str, entered_at: datetime, timezone: str | None) -> None:
         self.customer_id, self.entered_at, self.timezone = customer_id, entered_at, timezone
+        self._since_2026_11 = workflow.patched(SINCE_2026_11)
         # Journeys started before they kept search attributes up to date must replay
         # without those upserts.
-        self._searchable = workflow.patched("journey-search-attributes")
+        self._searchable = self._since_2026_11 or workflow.patched("journey-search-attributes")
         self._count("triggermail_journeys_entered", "Journeys entered")
         # Search attributes wait for the first wait_for, which knows the step and its time.
         workflow.set_current_details(self._details())
@@ -198,7 +205,7 @@ class Journey:
         """
         # Journeys that sent before guardrails existed must replay without the deferral
         # timers, and their recorded sends were never deferred.
-        if workflow.patched("send-deferral"):
+        if self._since_2026_11 or workflow.patched("send-deferral"):
             request = replace(request, may_defer=True)
         while True:
             result = await self._send_once(request)
@@ -215,7 +222,7 @@ class Journey:
         # on the journeys' queue keep scheduling there, as their histories say.
         queue = (
             email_task_queue(workflow.info().task_queue)
-            if workflow.patched("email-task-queue")
+            if self._since_2026_11 or workflow.patched("email-task-queue")
             else None
         )
         try:

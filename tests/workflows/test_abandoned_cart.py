@@ -81,7 +81,7 @@ async def test_no_purchase_gets_reminder_at_30_min_then_incentive_a_day_later(sh
         exit_reason="completed", sent=["reminder", "incentive"]
     )
 
-    await record_history(shop, "abandoned_cart-no_purchase")
+    await record_history(shop, "abandoned_cart-no_purchase-2026-11")
 
 
 async def test_purchase_within_ten_minutes_sends_nothing(shop: Shop) -> None:
@@ -102,7 +102,7 @@ async def test_purchase_between_steps_stops_after_the_reminder(shop: Shop) -> No
 
     assert [m.step for m in shop.outbox_mail()] == ["reminder"]
     assert await result(shop) == JourneyResult(exit_reason="purchase", sent=["reminder"])
-    await record_history(shop, "abandoned_cart-purchase_after_reminder")
+    await record_history(shop, "abandoned_cart-purchase_after_reminder-2026-11")
 
 
 async def test_cart_change_restarts_the_quiet_window_and_mail_shows_latest_cart(shop: Shop) -> None:

@@ -178,7 +178,7 @@ async def test_greeting_with_gift_at_nine_in_tokyo(shop: Shop, c: str) -> None:
     history = await shop.handle(workflow_id).fetch_history()
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
     if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
-        (HISTORIES / "birthday-greeting.json").write_text(history.to_json())
+        (HISTORIES / "birthday-greeting-2026-11.json").write_text(history.to_json())
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ async def test_views_get_the_products_20_min_after_the_last_then_an_offer_a_day_
 
         if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES") and store_url.startswith("sqlite"):
             history = await shop.handle(browse_abandonment_id(c)).fetch_history()
-            (HISTORIES / "browse_abandonment-completed.json").write_text(history.to_json())
+            (HISTORIES / "browse_abandonment-completed-2026-11.json").write_text(history.to_json())
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,7 @@ async def test_two_journeys_competing_for_the_cap_go_one_by_one_in_priority_orde
     assert "wait 14h for the frequency cap before incentive" in waits, waits
     await Replayer(workflows=WORKFLOWS).replay_workflow(history)
     if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
-        (HISTORIES / "abandoned_cart-frequency_cap.json").write_text(history.to_json())
+        (HISTORIES / "abandoned_cart-frequency_cap-2026-11.json").write_text(history.to_json())
 
 
 async def test_an_email_held_past_the_deferral_limit_is_skipped_and_recorded(

@@ -123,7 +123,7 @@ async def test_thank_you_at_once_then_what_goes_with_the_order_three_days_later(
 
         if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES") and store_url.startswith("sqlite"):
             history = await shop.handle(post_purchase_id(f"o-{c}")).fetch_history()
-            (HISTORIES / "post_purchase-completed.json").write_text(history.to_json())
+            (HISTORIES / "post_purchase-completed-2026-11.json").write_text(history.to_json())
 
 
 @pytest.mark.parametrize(

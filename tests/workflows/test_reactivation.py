@@ -101,7 +101,7 @@ async def test_still_with_us_with_a_personal_code_at_the_segments_level(
 
     if segment == "repeat" and os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
         history = await shop.handle(workflow_id).fetch_history()
-        (HISTORIES / "reactivation-promo.json").write_text(history.to_json())
+        (HISTORIES / "reactivation-promo-2026-11.json").write_text(history.to_json())
 
 
 async def test_an_order_before_the_e_mail_ends_it(

@@ -145,7 +145,7 @@ async def test_a_repurchase_before_the_reminder_starts_the_cycle_over(shop: Shop
 
     if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
         history = await shop.handle(replenishment_id(c, "tee-1")).fetch_history()
-        (HISTORIES / "replenishment-repurchased.json").write_text(history.to_json())
+        (HISTORIES / "replenishment-repurchased-2026-11.json").write_text(history.to_json())
 
 
 async def test_a_repurchase_after_the_reminder_starts_a_new_cycle(shop: Shop, c: str) -> None:

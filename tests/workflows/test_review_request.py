@@ -120,7 +120,7 @@ async def test_delivered_order_is_asked_about_3_days_after_delivery_and_reminded
 
     if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
         history = await shop.handle(review_request_id(ordered)).fetch_history()
-        (HISTORIES / "review_request-completed.json").write_text(history.to_json())
+        (HISTORIES / "review_request-completed-2026-11.json").write_text(history.to_json())
 
 
 async def test_no_order_delivered_asks_3_days_after_the_expected_delivery(

@@ -68,7 +68,7 @@ async def test_consent_gets_welcome_at_once_then_follow_ups_a_day_and_three_days
 
     if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
         history = await shop.handle(welcome_id(c)).fetch_history()
-        (HISTORIES / "welcome-completed.json").write_text(history.to_json())
+        (HISTORIES / "welcome-completed-2026-11.json").write_text(history.to_json())
 
 
 async def test_signed_up_enters_once_the_customer_can_be_mailed(shop: Shop, c: str) -> None:

@@ -123,7 +123,7 @@ async def test_a_silent_customer_gets_five_weeks_of_win_back_then_is_sunset(
     assert [(r.status, r.reason) for r in cart_mail] == [("skipped", "sunset")]
 
     if os.environ.get("TRIGGERMAIL_RECORD_HISTORIES"):
-        (HISTORIES / "win_back-sunset.json").write_text(history.to_json())
+        (HISTORIES / "win_back-sunset-2026-11.json").write_text(history.to_json())
 
 
 @pytest.mark.parametrize("event", ["click", "open"])
