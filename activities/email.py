@@ -36,7 +36,7 @@ from activities.transports import (
 )
 from triggermail.journeys import JourneysConfig
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
-from triggermail.store import Cart, CartLine, Coupon, Customer, EmailSend, Order, utcnow
+from triggermail.store import Cart, CartLine, Coupon, Customer, EmailSend, Order, new_id, utcnow
 from triggermail.variants import HOLDOUT
 from workflows.types import SendEmailInput, SendResult
 
@@ -103,7 +103,11 @@ class EmailActivities:
                 reason = HOLDOUT
             now = self.clock()
             if row is None:
+                # Not flushed now: the row goes in with its outcome at the first commit, one
+                # INSERT instead of an INSERT and an UPDATE. The customer's lock already
+                # orders two attempts of one step; :func:`_commit` covers the rest.
                 row = EmailSend(
+                    id=new_id(),
                     idempotency_key=request.idempotency_key,
                     customer_id=request.customer_id,
                     journey=request.journey,
@@ -112,17 +116,10 @@ class EmailActivities:
                     workflow_id=request.workflow_id,
                     template=request.step.template,
                     status="pending",
+                    attempts=0,
                     due_at=now,
                 )
                 session.add(row)
-                try:
-                    session.flush()
-                except IntegrityError:
-                    # A concurrent attempt of the same step won the insert: defer to it.
-                    session.rollback()
-                    raise ApplicationError(
-                        "same step being sent concurrently", type="Busy"
-                    ) from None
             if reason is not None:
                 activity.logger.info("step %s skipped: %s", request.step.name, reason)
                 return _settle(session, row, request, "skipped", reason)
@@ -183,14 +180,14 @@ class EmailActivities:
                 )
             except TemplateError as err:
                 row.status, row.reason = "failed", str(err)
-                session.commit()
+                _commit(session)
                 raise ApplicationError(str(err), type="TemplateError", non_retryable=True) from err
             row.to_email, row.subject = customer.email, rendered.subject
             row.coupon_code = coupon.code if coupon else None
             row.products = content.record()
             row.status, row.attempts = "attempting", row.attempts + 1
             row.attempted_at = now
-            session.commit()
+            _commit(session)
             email = OutgoingEmail(
                 send_id=row.id,
                 to_email=customer.email,
@@ -363,7 +360,7 @@ def _settle(
 ) -> SendResult:
     """Record a step's final outcome and count it, once: later attempts return it as is."""
     row.status, row.reason = status, reason
-    session.commit()
+    _commit(session)
     name, description = OUTCOME_METRICS[status]
     activity.metric_meter().create_counter(name, description).add(
         1, {"journey": request.journey, "step": request.step.name}
@@ -374,11 +371,21 @@ def _settle(
 def _defer(session: Session, row: EmailSend, request: SendEmailInput, held: Hold) -> SendResult:
     """Keep the e-mail ``pending`` until ``held.until``; the journey waits and asks again."""
     row.not_before, row.reason = held.until, held.reason
-    session.commit()
+    _commit(session)
     activity.metric_meter().create_counter(
         "triggermail_emails_deferred", "E-mails held back by the frequency cap or quiet hours"
     ).add(1, {"journey": request.journey, "step": request.step.name, "reason": held.reason})
     return SendResult(status="deferred", send_id=row.id, reason=held.reason, not_before=held.until)
+
+
+def _commit(session: Session) -> None:
+    """Commit; when a concurrent attempt of the same step inserted its ledger row first,
+    step back (retried, this attempt finds that row and defers to it)."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ApplicationError("same step being sent concurrently", type="Busy") from None
 
 
 def _end_of_day(day: str, zone: ZoneInfo) -> datetime:
