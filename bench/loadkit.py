@@ -54,19 +54,53 @@ def database(folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
-class RawWorker(Process):
-    def __init__(self, folder: Path, address: str, queue: str) -> None:
-        super().__init__("raw-worker", folder)
-        self.address, self.queue = address, queue
+class BenchWorker(Process):
+    """A worker script of ``bench/``, started and waited for until its log says it polls."""
+
+    script = ""
+    ready = ""
+    env: dict[str, str]
 
     async def start(self) -> None:
-        env = {"TEMPORAL_ADDRESS": self.address, "RAW_TASK_QUEUE": self.queue}
-        root = Path(__file__).resolve().parent
-        self._spawn([sys.executable, str(root / "raw_worker.py")], env=env)
-        while "raw worker polling" not in self.log_text():
+        seen = len(self.log_text())
+        script = Path(__file__).resolve().parent / self.script
+        self._spawn([sys.executable, str(script)], env=self.env)
+        while self.ready not in self.log_text()[seen:]:
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(self.log_text())
             await asyncio.sleep(0.1)
+
+
+class RawWorker(BenchWorker):
+    script, ready = "raw_worker.py", "raw worker polling"
+
+    def __init__(self, folder: Path, address: str, queue: str) -> None:
+        super().__init__("raw-worker", folder)
+        self.queue = queue
+        self.env = {"TEMPORAL_ADDRESS": address, "RAW_TASK_QUEUE": queue}
+
+
+class NoopSendWorker(BenchWorker):
+    """Our journeys with a no-op send (``bench/noop_send_worker.py``), in our worker's place."""
+
+    script, ready = "noop_send_worker.py", "no-op send worker polling"
+
+    def __init__(self, folder: Path, stack: Stack) -> None:
+        super().__init__("noop-send-worker", folder)
+        self.env = stack.settings.env()
+
+
+@contextlib.asynccontextmanager
+async def noop_sends(stack: Stack, folder: Path) -> AsyncIterator[NoopSendWorker]:
+    """Our worker stopped and the no-op send worker polling its queues; ours back after."""
+    stack.worker.stop()
+    noop = NoopSendWorker(folder, stack)
+    await noop.start()
+    try:
+        yield noop
+    finally:
+        noop.stop()
+        await stack.worker.start()
 
 
 @contextlib.asynccontextmanager
@@ -159,9 +193,11 @@ async def close_times(client: Client, query: str, count: int, *, timeout: float)
     return [w.close_time.timestamp() async for w in client.list_workflows(query) if w.close_time]
 
 
-async def raw_burst(stack: Stack, raw: RawWorker, count: int) -> tuple[float, str]:
+async def raw_burst(
+    stack: Stack, raw: RawWorker, count: int, *, watch: dict[str, Process] | None = None
+) -> tuple[float, str]:
     """Seconds raw Temporal takes to drain ``count`` sleepers all due at one instant, and
-    one of their workflow IDs."""
+    one of their workflow IDs; with ``watch``, prints each process's CPU during the drain."""
     # The instant must come after the last start: time a few starts first (those sleep
     # for a day, outside the measurement), then leave three times what they took (load varies).
     probe = max(20, count // 20)
@@ -172,15 +208,20 @@ async def raw_burst(stack: Stack, raw: RawWorker, count: int) -> tuple[float, st
     await start_raw(stack.client, raw.queue, run, [due] * count)
     assert time.time() < due, "raw starts ran past the due time"
     query = f"WorkflowId STARTS_WITH 'raw/{run}/'"
+    drain = DrainCpu(due, watch)
     closed = await close_times(stack.client, query, count, timeout=count + 600)
+    drain.report("raw", count)
     return max(closed) - due, f"raw/{run}/0"
 
 
-async def ours_burst(stack: Stack, count: int) -> tuple[float, float, str]:
+async def ours_burst(
+    stack: Stack, count: int, *, watch: dict[str, Process] | None = None, sends: bool = True
+) -> tuple[float, float, str]:
     """Seconds our journeys take to send ``count`` e-mails all due at one instant, the
     intake's rate (customers/s), and one journey's ID. The journeys wait 1 h after their
     carts, so the carts are dated back to put the instant after the last entry (timed on
-    a few first, as raw's)."""
+    a few first, as raw's). With ``watch``, prints each process's CPU during the drain.
+    ``sends=False``: a no-op send worker polls, nothing reaches the fake SendGrid."""
     probe = max(20, count // 20)
     began = time.time()
     probe_run = uuid.uuid4().hex[:6]
@@ -191,9 +232,12 @@ async def ours_burst(stack: Stack, count: int) -> tuple[float, float, str]:
     left_at = datetime.fromtimestamp(due, UTC) - timedelta(hours=1)
     rate = await enter(stack, dict.fromkeys(customers, left_at))
     assert time.time() < due, f"ingest ({rate:.0f} customers/s) ran past the due time"
+    drain = DrainCpu(due, watch)
     closed = await journeys_closed(stack.client, run, count, timeout=count + 600)
-    result = stack.tally("burst", customers)
-    assert result.duplicates == result.lost == result.unknown == 0, result
+    drain.report("ours" if sends else "ours, send a no-op", count)
+    if sends:
+        result = stack.tally("burst", customers)
+        assert result.duplicates == result.lost == result.unknown == 0, result
     return max(closed) - due, rate, abandoned_cart_id(customers[0])
 
 
@@ -254,6 +298,47 @@ def cpu_seconds(processes: dict[str, Process]) -> dict[str, float]:
         times = psutil.Process(process.pid).cpu_times()
         out[name] = times.user + times.system
     return out
+
+
+def cpu_everywhere(processes: dict[str, Process]) -> dict[str, float]:
+    """:func:`cpu_seconds`, plus PostgreSQL's processes and this one (the fake SendGrid)."""
+    out = cpu_seconds(processes)
+    postgres = 0.0
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        if process.info["name"] == "postgres" and process.info["cpu_times"]:
+            postgres += process.info["cpu_times"].user + process.info["cpu_times"].system
+    out["postgres"] = postgres
+    times = psutil.Process().cpu_times()
+    out["bench (fake SendGrid)"] = times.user + times.system
+    return out
+
+
+class DrainCpu:
+    """Each process's CPU from a burst's due instant to the end of its drain.
+
+    PostgreSQL's backends that end during the drain drop out of the sum, so its figure is
+    a floor; the store's connection pool keeps its backends for the whole run.
+    """
+
+    def __init__(self, due: float, processes: dict[str, Process] | None) -> None:
+        self.processes = processes
+        self.due = due
+        self.at_due: dict[str, float] | None = None
+        self._task = asyncio.create_task(self._read()) if processes else None
+
+    async def _read(self) -> None:
+        await asyncio.sleep(max(0.0, self.due - time.time()))
+        assert self.processes is not None
+        self.at_due = cpu_everywhere(self.processes)
+
+    def report(self, what: str, count: int) -> None:
+        if self._task is None or self.processes is None:
+            return
+        if self.at_due is None:
+            self._task.cancel()
+            return
+        after = cpu_everywhere(self.processes)
+        print(f"CPU ms per e-mail during the drain, {what}:", cpu_note(self.at_due, after, count))
 
 
 def cpu_note(before: dict[str, float], after: dict[str, float], count: int) -> str:
