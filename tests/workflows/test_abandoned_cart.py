@@ -84,6 +84,28 @@ async def test_no_purchase_gets_reminder_at_30_min_then_incentive_a_day_later(sh
     await record_history(shop, "abandoned_cart-no_purchase-2026-11")
 
 
+async def test_a_new_journey_records_one_patch_and_none_while_sending(shop: Shop) -> None:
+    """Each patch costs a journey a marker and a ``TemporalChangeVersion`` upsert; new
+    journeys record only ``journeys-2026-11``, at entry, so a send's workflow task carries
+    none. A new patch belongs behind it or folded into the next one (deploy/README.md)."""
+    await abandon(shop)
+    await shop.sleep(days=7)
+    await result(shop)
+    events = (await shop.handle(abandoned_cart_id("c-1")).fetch_history()).events
+    markers = [e for e in events if e.HasField("marker_recorded_event_attributes")]
+    assert len(markers) == 1
+    assert b"journeys-2026-11" in markers[0].marker_recorded_event_attributes.SerializeToString()
+    first_activity = next(
+        e for e in events if e.HasField("activity_task_scheduled_event_attributes")
+    )
+    assert markers[0].event_id < first_activity.event_id
+    upserts = [
+        e for e in events if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    # Entry (the patch's upsert and ours), the incentive's wait, the end: nothing per send.
+    assert len(upserts) == 4
+
+
 async def test_purchase_within_ten_minutes_sends_nothing(shop: Shop) -> None:
     await abandon(shop)
     await shop.sleep(minutes=10)
