@@ -69,6 +69,11 @@ class EmailActivities:
             # Before anything is read: two journeys of this customer deciding about the
             # frequency cap at once must take turns, or both would pass it.
             customer = lock_customer(session, request.customer_id)
+            if customer is None:
+                # No ledger row: it would reference a customer the store does not have, and
+                # the foreign key would refuse it on every retry until the send's deadline.
+                activity.logger.warning("step %s skipped: unknown customer", request.step.name)
+                return SendResult(status="skipped", send_id="", reason="unknown_customer")
             row = session.scalar(
                 select(EmailSend).where(EmailSend.idempotency_key == request.idempotency_key)
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def test_same_step_twice_writes_one_email(sessions: sessionmaker[Session], tmp_p
     assert first == second
     assert first.status == "sent"
     assert [p.name for p in outbox.iterdir()] == [f"{first.send_id}.eml"]
+
+
+def test_a_customer_the_store_does_not_have_is_skipped_without_a_ledger_row(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Its row would break the ledger's foreign key; retrying could never succeed."""
+    send = activities(sessions, OutboxTransport(tmp_path / "outbox")).send_email
+    ghost = replace(request(), customer_id="ghost", idempotency_key="abandoned-cart/ghost/e/r")
+
+    result = ActivityEnvironment().run(send, ghost)
+
+    assert (result.status, result.reason) == ("skipped", "unknown_customer")
+    with sessions() as session:
+        assert session.scalars(select(EmailSend)).all() == []
+    assert not (tmp_path / "outbox").exists()
 
 
 def test_an_attempt_that_died_mid_send_is_never_repeated(
