@@ -73,9 +73,9 @@ STOP_REASONS = frozenset(
 CONVERSIONS = frozenset({"purchase", "converted"})
 SINCE_2026_11 = "journeys-2026-11"
 """The patch every journey started since November 2026 records, once, at entry. It stands for
-the three before it (search attributes, deferral timers, the send queue): each recorded a
-marker and an upsert of ``TemporalChangeVersion``, four history events and two visibility
-writes per journey, two of them in the send's workflow task when a burst comes due."""
+the three before it (search attributes, deferral timers, the send queue), each a marker and
+an upsert of ``TemporalChangeVersion`` in the history: one instead of three saves every
+journey four events and two visibility writes, and keeps both out of the send's task."""
 HELD_FOR = {"frequency_cap": "the frequency cap", "quiet_hours": "quiet hours to end"}
 """What a deferred send waits for, as operators read it in timer summaries and details."""
 
