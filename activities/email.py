@@ -142,7 +142,7 @@ class EmailActivities:
                     now=now,
                     shop_timezone=self.journeys.shop.timezone,
                 )
-                if row.status == "pending"
+                if row.status == "pending" and request.step.hold
                 else None
             )
             goes_at = held.until if held is not None and request.may_defer else now

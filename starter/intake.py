@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.events import (
     EventError,
+    OrderProps,
     ProductProps,
     SegmentEvent,
     parse_event,
@@ -51,6 +52,8 @@ from triggermail.store import (
 
 log = logging.getLogger(__name__)
 
+EARLY_DELIVERIES_READ = 100
+"""A customer's delivery reports read to find one that came before its order."""
 TRANSIENT_STORE_ERRORS = (DBAPIError, DisconnectionError, PoolTimeout)
 """Store failures a retry can cure: down, locked, overloaded, not migrated yet. A value the
 database refuses (DataError) is one event's fault and is refused with that event instead."""
@@ -302,7 +305,7 @@ class Intake:
             and event.user_id
             and (event.type == "identify" or event.context.get("traits"))
         ):
-            _apply_traits(customer, event)
+            _apply_traits(customer, event, at)
         if event.type != "track":
             return
         owner = _Owner(customer_id, event.anonymous_id)
@@ -468,6 +471,9 @@ class Intake:
         if order.status not in ("refunded", "cancelled"):
             # The same order reported again after its refund is still refunded.
             order.status = "completed"
+        if order.delivered_at is None and owner.customer_id:
+            # Events may come out of order: a delivery reported before its order counts.
+            order.delivered_at = _reported_delivery(session, owner.customer_id, order.id)
         order.total = props.total if props.total is not None else props.revenue
         order.revenue = props.revenue if props.revenue is not None else props.total
         order.currency = props.currency or self.journeys.shop.currency
@@ -590,6 +596,23 @@ def _dialect_insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def _reported_delivery(session: Session, customer_id: str, order_id: str) -> datetime | None:
+    """When an ``Order Delivered`` for the order, stored before the order was, happened."""
+    rows = session.execute(
+        select(Event.timestamp, Event.payload)
+        .where(Event.customer_id == customer_id, Event.event == "Order Delivered")
+        .order_by(Event.timestamp)
+        .limit(EARLY_DELIVERIES_READ)
+    )
+    for at, payload in rows:
+        properties = payload.get("properties")
+        if isinstance(properties, dict) and OrderProps.model_validate(properties).order_id == (
+            order_id
+        ):
+            return at
+    return None
+
+
 def _ensure_customer(session: Session, customer_id: str) -> Customer:
     customer = lookup(session, Customer, customer_id)
     if customer is not None:
@@ -611,7 +634,7 @@ def _ensure_customer(session: Session, customer_id: str) -> Customer:
     return customer
 
 
-def _apply_traits(customer: Customer, event: SegmentEvent) -> None:
+def _apply_traits(customer: Customer, event: SegmentEvent, at: datetime) -> None:
     traits = event.identity_traits()
     if traits.email is not None:
         customer.email = str(traits.email).lower()
@@ -627,6 +650,8 @@ def _apply_traits(customer: Customer, event: SegmentEvent) -> None:
         customer.timezone = timezone
     if traits.marketing_consent is not None:
         customer.marketing_consent = traits.marketing_consent
+    if customer.mailable_since is None and customer.email and customer.marketing_consent:
+        customer.mailable_since = at  # the welcome's "first identify with consent"
     born = parse_birthday(traits.birthday)
     if born is not None:
         customer.birthday, customer.birthday_md = born, month_day(born)

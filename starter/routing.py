@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.client import Client
 from temporalio.common import (
@@ -28,7 +28,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.guardrails import suppression
-from starter.events import SegmentEvent
+from starter.events import ProductProps, SegmentEvent
 from starter.ids import (
     abandoned_cart_id,
     anniversary_id,
@@ -42,9 +42,10 @@ from starter.ids import (
 )
 from starter.rows import lookup
 from triggermail.experiments import Winners
-from triggermail.journeys import JourneysConfig
+from triggermail.journeys import BrowseAbandonment, JourneysConfig
 from triggermail.store import (
     Cart,
+    CartLine,
     Customer,
     EmailSend,
     Event,
@@ -54,6 +55,7 @@ from triggermail.store import (
     Product,
     Review,
 )
+from triggermail.variants import HOLDOUT
 from workflows.abandoned_cart import AbandonedCartWorkflow
 from workflows.birthday import BirthdayWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
@@ -108,8 +110,12 @@ BROWSE_REACH = timedelta(days=3)
 ORDER_EXITS = {"Order Refunded": "order_refunded", "Order Cancelled": "order_cancelled"}
 SENT = ("sent", "unknown", "attempting")
 """Ledger states of an e-mail that may have reached the customer."""
+MAX_VIEWS_READ = 200
+"""A visit's views read to count one product's: a bot's thousands are no customer's."""
 ORDER_JOURNEYS_HORIZON = timedelta(days=400)
 """How far back a customer's orders may still have journeys running (a year's cycle)."""
+LONGEST_CYCLE = timedelta(days=3650)
+"""The longest repurchase cycle a product may carry (``repurchase_days``' limit)."""
 LAPSED_JOURNEYS = ("reactivation", "win_back")
 """Journeys keyed by customer and lapse, found from the entries the daily sweep records."""
 
@@ -203,7 +209,12 @@ class Router:
         order; asked even with the journey off, which may have left one running.
         """
         journey = self.journeys.browse_abandonment
-        reach = journey.window + journey.horizon() if journey else BROWSE_REACH
+        # An e-mail the cap or quiet hours hold back keeps the series running that long more.
+        reach = (
+            journey.window + journey.horizon() + self.journeys.guardrails.max_deferral
+            if journey
+            else BROWSE_REACH
+        )
         viewed = session.scalar(
             select(Event.id)
             .where(
@@ -308,7 +319,9 @@ class Router:
             )
             .limit(1)
         )
-        if open_cart is not None:
+        if open_cart is not None and not self._keeps_coming_back(
+            session, customer_id, product_id, at, journey
+        ):
             # A cart filled in this visit: the abandoned-cart journey's customer. A cart
             # left weeks ago does not make today's browsing any less abandoned.
             return []
@@ -328,7 +341,12 @@ class Router:
             .where(
                 EmailSend.customer_id == customer_id,
                 EmailSend.journey == "browse_abandonment",
-                EmailSend.status.in_(SENT),
+                # A holdout's series counts as one: otherwise the holdout enters at every
+                # visit, the mailed once a week, and lift compares unlike entries.
+                or_(
+                    EmailSend.status.in_(SENT),
+                    and_(EmailSend.status == "skipped", EmailSend.reason == HOLDOUT),
+                ),
                 EmailSend.due_at >= at - journey.cool_down,
             )
             .limit(1)
@@ -353,6 +371,42 @@ class Router:
             )
         ]
 
+    def _keeps_coming_back(
+        self,
+        session: Session,
+        customer_id: str,
+        product_id: str,
+        at: datetime,
+        journey: BrowseAbandonment,
+    ) -> bool:
+        """Whether a product not in the customer's cart was viewed ``min_views`` times in
+        the window (this view included): wanted, and still left out of the cart."""
+        in_cart = session.scalar(
+            select(CartLine.id)
+            .join(Cart, Cart.id == CartLine.cart_id)
+            .where(
+                Cart.customer_id == customer_id,
+                Cart.status == "open",
+                CartLine.product_id == product_id,
+            )
+            .limit(1)
+        )
+        if in_cart is not None:
+            return False
+        payloads = session.scalars(
+            select(Event.payload)
+            .where(
+                Event.customer_id == customer_id,
+                Event.timestamp >= at - journey.window,
+                Event.timestamp <= at,
+                Event.event == "Product Viewed",
+            )
+            .order_by(Event.timestamp.desc())
+            .limit(MAX_VIEWS_READ)
+        )
+        views = sum(_viewed_product(payload) == product_id for payload in payloads)
+        return views >= journey.min_views
+
     # -- orders: post-purchase, review request, replenishment ----------------------------
 
     def _order_routes(
@@ -362,7 +416,12 @@ class Router:
         message_id = event.message_id or ""
         timezone = _timezone(session, customer_id)
         post = self.journeys.post_purchase
-        if post is not None and post.enabled and not self._stale(at, post.horizon()):
+        if (
+            post is not None
+            and post.enabled
+            and not self._stale(at, post.horizon())
+            and not _ran_before(session, customer_id, post_purchase_id(order.id))
+        ):
             routes.append(
                 StartJourney(
                     journey="post_purchase",
@@ -380,12 +439,16 @@ class Router:
                 )
             )
         review = self.journeys.review_request
-        if (
+        if order.delivered_at is not None:
+            # Its delivery was reported before the order itself.
+            routes += self._review_from(session, order, order.delivered_at, message_id)
+        elif (
             review is not None
             and review.enabled
             and review.expected_delivery is not None
             and order.lines
             and not self._stale(at, review.expected_delivery + review.horizon())
+            and not _ran_before(session, customer_id, review_request_id(order.id))
         ):
             routes.append(
                 StartJourney(
@@ -495,14 +558,25 @@ class Router:
     def _delivered(
         self, session: Session, event: SegmentEvent, at: datetime, customer_id: str
     ) -> list[Route]:
-        journey = self.journeys.review_request
-        if journey is None or not journey.enabled:
-            return []
         order = lookup(session, Order, event.order().order_id)
         if order is None or order.customer_id != customer_id or order.status != "completed":
-            return []  # nothing known to review (the order event never came, or was undone)
-        if not order.lines or self._stale(at, journey.horizon()):
+            # Nothing known to review yet (the order, when it comes, finds this report in
+            # the store), or the order was undone.
             return []
+        return self._review_from(session, order, at, event.message_id or "")
+
+    def _review_from(
+        self, session: Session, order: Order, delivered_at: datetime, message_id: str
+    ) -> list[Route]:
+        """The review request of a delivered order: started, or told of the delivery."""
+        journey = self.journeys.review_request
+        customer_id = order.customer_id
+        if journey is None or not journey.enabled or customer_id is None:
+            return []
+        if not order.lines or self._stale(delivered_at, journey.horizon()):
+            return []
+        if _ran_before(session, customer_id, review_request_id(order.id)):
+            return []  # asked already: a later delivery report moves nothing
         return [
             StartJourney(
                 journey="review_request",
@@ -511,13 +585,13 @@ class Router:
                 input=ReviewRequestInput(
                     customer_id=customer_id,
                     order_id=order.id,
-                    entered_at=at,
-                    entry_event_id=event.message_id or "",
+                    entered_at=delivered_at,
+                    entry_event_id=message_id,
                     spec=self._spec(session, "review_request", customer_id),
                     timezone=_timezone(session, customer_id),
                 ),
                 signal="delivered",
-                signal_arg=OrderDelivered(at=at),
+                signal_arg=OrderDelivered(at=delivered_at),
                 once=True,
             )
         ]
@@ -553,16 +627,21 @@ class Router:
     def _welcome(
         self, session: Session, event: SegmentEvent, at: datetime, customer_id: str
     ) -> list[Route]:
-        """A sign-up, or an ``identify`` of someone who can be mailed: welcome them, once."""
+        """A sign-up, or the ``identify`` that first lets us mail someone: welcome them, once."""
         journey = self.journeys.welcome
         if journey is None or not journey.enabled:
             return []
-        if not (event.type == "identify" or (event.type == "track" and event.event == "Signed Up")):
+        signed_up = event.type == "track" and event.event == "Signed Up"
+        if not (signed_up or event.type == "identify"):
             return []
         customer = lookup(session, Customer, customer_id)
         if customer is None or not customer.email or not customer.marketing_consent:
             # Starting now would end at the send guard and use up the one welcome; the
             # identify that brings the address and consent starts it instead.
+            return []
+        if not signed_up and customer.mailable_since != at:
+            # A login of someone we could mail before is no new customer: switching the
+            # welcome on must not welcome the whole shop at its next visit.
             return []
         if self._stale(at, journey.horizon()):
             return []
@@ -672,7 +751,15 @@ def journeys_of(
     )
     ids["post_purchase"] = [post_purchase_id(order.id) for order in orders]
     ids["review_request"] = [review_request_id(order.id) for order in orders]
-    product_ids = {line.product_id for order in orders for line in order.lines}
+    # A replenishment counts from an order as old as the longest cycle a product may have.
+    product_ids = set(
+        session.scalars(
+            select(OrderLine.product_id)
+            .join(Order, Order.id == OrderLine.order_id)
+            .where(Order.customer_id == customer_id, Order.placed_at >= now - LONGEST_CYCLE)
+            .distinct()
+        )
+    )
     products = list(session.scalars(select(Product).where(Product.id.in_(product_ids))))
     matches = [match] if match else ["product", "category"]
     keys = {replenishment_key(m, product) for product in products for m in matches}
@@ -716,6 +803,25 @@ def anonymous_ids_of(event: SegmentEvent) -> list[str]:
     """The anonymous ids a call ties to its userId (an alias names the old one previousId)."""
     ids = [event.anonymous_id, event.previous_id if event.type == "alias" else None]
     return list(dict.fromkeys(i for i in ids if i and i != event.user_id))
+
+
+def _ran_before(session: Session, customer_id: str, workflow_id: str) -> bool:
+    """Whether a once-ever journey ID has ledger rows: Temporal forgets a closed run after
+    the namespace's retention, and an order re-reported after that must not start it over."""
+    row = session.scalar(
+        select(EmailSend.id)
+        .where(EmailSend.customer_id == customer_id, EmailSend.workflow_id == workflow_id)
+        .limit(1)
+    )
+    return row is not None
+
+
+def _viewed_product(payload: dict[str, Any]) -> str | None:
+    """The product id of a stored ``Product Viewed`` (validated when it came in)."""
+    properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        return None
+    return ProductProps.model_validate(properties).product_id
 
 
 def _timezone(session: Session, customer_id: str) -> str | None:

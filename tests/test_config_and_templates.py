@@ -39,7 +39,18 @@ def test_packaged_defaults_match_the_product_brief() -> None:
     journeys = load_journeys()
     spec = journeys.spec("abandoned_cart")
     assert [(s.name, s.after_s) for s in spec.steps] == [("reminder", 1800), ("incentive", 86400)]
-    assert spec.steps[1].coupon_percent == 10
+    assert spec.steps[0].recommendations == 2 and spec.steps[1].coupon_percent == 10
+    browse = journeys.browse_abandonment
+    assert browse is not None
+    assert (browse.window, browse.cool_down, browse.skip_if_ordered_within, browse.min_views) == (
+        timedelta(hours=24),
+        timedelta(days=7),
+        timedelta(days=10),
+        2,
+    )
+    viewed, offer = journeys.spec("browse_abandonment").steps
+    assert (viewed.after_s, offer.after_s) == (20 * 60, 86400)
+    assert (offer.coupon_percent, offer.recommendations) == (10, 3)
     welcome = journeys.spec("welcome")
     assert [(s.name, s.after_s) for s in welcome.steps] == [
         ("welcome", 0),

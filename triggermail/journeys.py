@@ -105,6 +105,10 @@ class Step(_Strict):
     """The e-mail offers free shipping (with the coupon, when it has one)."""
     phase: Literal["offer", "value", "farewell"] | None = None
     """Win-back only: which of its three phases the step belongs to."""
+    hold: bool = True
+    """False for an answer to what the customer just did (the thank-you for an order):
+    the frequency cap and quiet hours never hold it back. It still counts toward the cap
+    of the e-mails after it, and still carries the unsubscribe."""
     variants: list[Variant] = Field(default_factory=list)
     """A/B variants; the step as written is variant ``control``."""
     weight: float = Field(default=1, gt=0)
@@ -176,6 +180,7 @@ class Step(_Strict):
             recommendations=recommendations,
             free_shipping=free_shipping,
             phase=self.phase,
+            hold=self.hold,
             variant=variant if chosen is not None or variant == "holdout" else "control",
         )
 
@@ -208,6 +213,9 @@ class BrowseAbandonment(Journey):
     """A customer mailed by this journey is not entered again for this long."""
     skip_if_ordered_within: Duration = timedelta(days=10)
     """Someone who ordered this recently is browsing as a customer: no journey."""
+    min_views: int = Field(default=2, ge=1, le=100)
+    """Beside a cart filled in this visit, a product viewed this often in the window (and
+    not in the cart) still starts the journey; without a cart, one view does."""
 
 
 class ReviewRequest(Journey):
@@ -237,6 +245,9 @@ class Replenishment(Journey):
         for category, cycle in self.cycles.items():
             if cycle <= self.lead:
                 raise ValueError(f"cycle of {category!r} ({cycle}) is not longer than lead")
+            if cycle > timedelta(days=3650):
+                # Like a product's repurchase_days: the unsubscribe looks back no further.
+                raise ValueError(f"cycle of {category!r} ({cycle}) is longer than 3650 days")
         return self
 
     def cycle_of(self, repurchase_days: int | None, category: str | None) -> timedelta | None:

@@ -112,6 +112,9 @@ class Customer(Base):
     first_order_md: Mapped[str | None] = mapped_column(String(5))
     """``MM-DD`` of the first order: the anniversary the sweep looks for."""
     last_order_at: Mapped[datetime | None] = mapped_column(index=True)
+    mailable_since: Mapped[datetime | None]
+    """When an event first gave the customer an address and marketing consent; never
+    moved after (a withdrawn and renewed consent is not a new customer)."""
 
 
 class Product(Base):

@@ -34,6 +34,9 @@ class StepSpec:
     variant: str = "control"
     """The A/B variant this customer was assigned at entry (its changes already applied
     above); ``holdout`` for a customer who is never mailed."""
+    hold: bool = True
+    """False: the frequency cap and quiet hours never hold this e-mail back (an answer to
+    the customer's own action, such as the thank-you for an order)."""
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,26 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from tests.harness import Shop
-from triggermail.store import Base, Cart, CartLine, Customer, Event, Order, Product, make_engine
+from triggermail.migrate import alembic_config, upgrade
+from triggermail.store import (
+    Base,
+    Cart,
+    CartLine,
+    Customer,
+    Event,
+    Order,
+    Product,
+    make_engine,
+    make_session_factory,
+)
 
 
 @pytest.fixture
@@ -169,3 +182,49 @@ async def test_concurrent_events_of_a_new_customer_make_one_customer(shop: Shop)
         assert session.scalar(select(func.count()).select_from(Customer)) == 1
         assert session.scalar(select(func.count()).select_from(Product)) == 3
         assert session.scalar(select(func.count()).select_from(Event)) == 12
+
+
+def test_the_migration_counts_customers_mailable_already_as_mailable_since_created(
+    store_url: str,
+) -> None:
+    created = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    engine = sa.create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    command.downgrade(alembic_config(store_url), "0008")
+    with engine.begin() as conn:
+        for customer_id, email, consent in (
+            ("m-1", "ana@example.com", True),
+            ("m-2", "ben@example.com", False),
+            ("m-3", None, True),
+        ):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO customers (id, email, marketing_consent, traits, created_at,"
+                    " updated_at) VALUES (:id, :email, :consent, '{}', :at, :at)"
+                ),
+                {"id": customer_id, "email": email, "consent": consent, "at": created},
+            )
+    upgrade(store_url)
+    engine.dispose()
+    with make_session_factory(make_engine(store_url))() as session:
+        since = {
+            cid: at for cid, at in session.execute(select(Customer.id, Customer.mailable_since))
+        }
+    # The welcome is for customers new from now on, not for the shop it is switched on in.
+    assert since == {"m-1": created, "m-2": None, "m-3": None}
+
+
+async def test_the_identify_that_brings_address_and_consent_sets_mailable_since(
+    shop: Shop,
+) -> None:
+    await shop.identify("c-9", marketing_consent=False)
+    await shop.sleep(hours=1)
+    at = await shop.now()
+    await shop.identify("c-9", email="c9@example.com", marketing_consent=True)
+    await shop.sleep(days=2)
+    await shop.identify("c-9", marketing_consent=False)
+    await shop.identify("c-9", marketing_consent=True)  # renewed: no new customer
+
+    with shop.sessions() as session:
+        customer = session.get(Customer, "c-9")
+        assert customer is not None and customer.mailable_since is not None
+        assert customer.mailable_since - at == pytest.approx(timedelta(0), abs=timedelta(seconds=2))

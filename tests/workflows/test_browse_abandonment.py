@@ -15,8 +15,10 @@ from temporalio.worker import Replayer
 
 from starter.ids import browse_abandonment_id
 from tests.harness import Shop
+from triggermail.journeys import load_journeys
 from triggermail.store import Cart, CartLine, Order, Suppression
 from triggermail.unsubscribe import end_journeys
+from triggermail.variants import in_holdout
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 
@@ -278,6 +280,72 @@ async def test_nobody_with_items_in_the_cart(shop: Shop, c: str) -> None:
 
     assert shop.outbox_mail() == []
     assert shop.ledger() == []
+
+
+async def test_a_product_viewed_twice_beside_a_cart_still_gets_its_e_mails(
+    shop: Shop, c: str
+) -> None:
+    await customer(shop, c)
+    await shop.track(c, "Product Added", **SILK, cart_id=f"k-{c}")
+    assert await view(shop, c, SCARF) == []  # once: the cart journey's customer
+    await shop.sleep(hours=3)
+    assert await view(shop, c, SILK) == []  # in the cart: that journey shows it
+    assert await view(shop, c, SILK) == []
+    again = await shop.now()
+    assert await view(shop, c, SCARF) == [browse_abandonment_id(c)]  # twice: wanted, left out
+    await shop.sleep(days=2)
+
+    mail = shop.outbox_mail()
+    assert [(m.step, shown(m.text)[0]) for m in mail] == [
+        ("viewed", ["Wool scarf"]),
+        ("offer", ["Wool scarf"]),
+    ]
+    assert mail[0].at - again == pytest.approx(timedelta(minutes=20), abs=SECONDS)
+    assert mail[1].at - again == pytest.approx(timedelta(hours=24, minutes=20), abs=SECONDS)
+
+
+async def test_views_beside_a_cart_count_only_inside_the_window(shop: Shop, c: str) -> None:
+    await customer(shop, c)
+    await view(shop, c, SCARF)  # no cart yet: a series starts, mailed 20 min later
+    await shop.track(c, "Product Added", **SILK, cart_id=f"k-{c}")  # ends it, carted
+    await shop.sleep(hours=25)
+    await shop.track(c, "Product Added", **BEANIE, cart_id=f"k-{c}")
+    assert await view(shop, c, SCARF) == []  # the first view is a day old: once in the window
+    await shop.sleep(days=2)
+
+    assert shop.outbox_mail() == []
+    assert await result(shop, c) == JourneyResult(exit_reason="carted", sent=[])
+
+
+async def test_a_holdout_series_counts_for_the_cool_down(
+    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path
+) -> None:
+    journeys = load_journeys()
+    assert journeys.browse_abandonment is not None
+    browse = journeys.browse_abandonment.model_copy(update={"holdout": 0.5})
+    fresh = (f"c-{uuid.uuid4().hex[:8]}" for _ in range(1000))
+    c = next(cid for cid in fresh if in_holdout("browse_abandonment", cid, 0.5))
+    config = journeys.model_copy(update={"browse_abandonment": browse})
+    async with Shop(
+        env, sqlite_url, tmp_path, journeys=config, enabled=("browse_abandonment",)
+    ) as shop:
+        await customer(shop, c)
+        assert await view(shop, c, SCARF) == [browse_abandonment_id(c)]
+        await shop.sleep(hours=1)
+        assert await result(shop, c) == JourneyResult(exit_reason="holdout", sent=[])
+        # Held out like a mailed customer is held back: one series a week, not one a visit.
+        assert await view(shop, c, SILK) == []
+        await shop.sleep(days=6)
+        assert await view(shop, c, SILK) == []
+        await shop.sleep(days=1, hours=1)
+        assert await view(shop, c, SILK) == [browse_abandonment_id(c)]
+        await shop.sleep(hours=1)
+
+        assert shop.outbox_mail() == []
+        assert [(row.step, row.status, row.reason) for row in shop.ledger()] == [
+            ("viewed", "skipped", "holdout"),
+            ("viewed", "skipped", "holdout"),
+        ]
 
 
 async def test_a_cart_left_long_ago_does_not_hold_back_todays_browsing(shop: Shop, c: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from temporalio.worker import Replayer
 from starter import IntakeResult
 from starter.ids import post_purchase_id
 from tests.harness import Shop
+from triggermail.journeys import Guardrails
 from triggermail.store import Order
 from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
@@ -236,6 +237,44 @@ async def test_a_refund_ends_only_its_own_order_s_journey(shop: Shop, c: str) ->
     assert await result(shop, f"o2-{c}") == JourneyResult(
         exit_reason="order_refunded", sent=["thank_you"]
     )
+
+
+async def test_the_thank_you_is_never_held_back_the_cross_sell_is(
+    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, c: str
+) -> None:
+    day0 = (await env.get_current_time()).astimezone(UTC)
+    # Quiet from 1 h to 4 h after the start every day; no more than one e-mail in 16 h.
+    quiet = Guardrails.model_validate(
+        {
+            "min_hours_between": 16,
+            "max_per_week": 4,
+            "quiet_hours": f"{day0 + timedelta(hours=1):%H:%M}-{day0 + timedelta(hours=4):%H:%M}",
+        }
+    )
+    async with Shop(
+        env,
+        sqlite_url,
+        tmp_path,
+        enabled=("abandoned_cart", "post_purchase"),
+        guardrails=quiet,
+    ) as shop:
+        await past_orders(shop, c)
+        await shop.identify(c, email=f"{c}@example.com", firstName="Ana", timezone="UTC")
+        start = await shop.now()
+        await shop.track(c, "Product Added", **TEE, cart_id=f"k-{c}")
+        await shop.sleep(hours=1, minutes=15)  # the cart reminder went at 30 min
+        ordered = await shop.now()
+        await order(shop, c, f"o-{c}", TEE)  # in quiet hours, 45 min after the reminder
+        await shop.sleep(days=4)
+
+        mail = shop.outbox_mail()
+        assert [m.step for m in mail] == ["reminder", "thank_you", "cross_sell"]
+        reminder, thanks, cross_sell = mail
+        assert reminder.at - start == pytest.approx(timedelta(minutes=30), abs=SECONDS)
+        assert thanks.at - ordered == pytest.approx(timedelta(0), abs=SECONDS)
+        # Due 3 days after the order, at 1 h 15 min into that day's quiet hours: at their end.
+        quiet_end = (day0 + timedelta(days=3, hours=4)).replace(second=0, microsecond=0)
+        assert cross_sell.at - quiet_end == pytest.approx(timedelta(0), abs=SECONDS)
 
 
 async def test_the_same_order_reported_again_makes_no_second_journey(shop: Shop, c: str) -> None:

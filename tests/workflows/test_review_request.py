@@ -185,20 +185,23 @@ async def test_a_repeated_delivery_report_does_not_move_the_ask(
     assert after(reminder, delivered_at) == pytest.approx(timedelta(days=7), abs=SECONDS)
 
 
-async def test_delivery_of_an_order_not_known_yet_starts_nothing(
+async def test_a_delivery_reported_before_its_order_counts_once_the_order_comes(
     delivered_shop: Shop, c: str
 ) -> None:
     shop = delivered_shop
     await shop.identify(c, email=f"{c}@example.com", firstName="Ana")
     ordered = f"o-{uuid.uuid4().hex[:8]}"
+    delivered_at = await shop.now()
     delivered = await shop.track(c, "Order Delivered", order_id=ordered)
-    assert delivered.started == []
+    assert delivered.started == []  # nothing known to review yet
     await shop.sleep(hours=1)
     placed = await shop.track(c, "Order Completed", order_id=ordered, products=[TEE])
-    assert placed.started == []  # only Order Delivered starts it, and that came first
+    assert placed.started == [review_request_id(ordered)]
     await shop.sleep(days=30)
 
-    assert shop.outbox_mail() == []
+    ask, reminder = shop.outbox_mail()
+    assert after(ask, delivered_at) == pytest.approx(timedelta(days=3), abs=SECONDS)
+    assert after(reminder, delivered_at) == pytest.approx(timedelta(days=7), abs=SECONDS)
 
 
 async def test_every_product_reviewed_before_the_ask_ends_it_without_mail(

@@ -14,6 +14,8 @@ from temporalio.worker import Replayer
 
 from starter.ids import welcome_id
 from tests.harness import Shop
+from triggermail.operators import cancel_journey
+from triggermail.store import EmailSend
 from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
@@ -110,14 +112,76 @@ async def test_no_consent_no_welcome_until_consent_is_given(shop: Shop, c: str) 
     )
 
 
-async def test_unsubscribe_after_the_welcome_ends_the_series(shop: Shop, c: str) -> None:
+async def test_a_customer_we_could_mail_before_the_welcome_was_on_is_not_welcomed(
+    env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, c: str
+) -> None:
+    async with Shop(env, sqlite_url, tmp_path / "before") as before:
+        await before.identify(c, email=f"{c}@example.com", firstName="Ana")
+        await before.sleep(days=30)
+    async with Shop(env, sqlite_url, tmp_path / "after", welcome=True) as shop:
+        # Switched on a month later: their next login is no sign-up.
+        assert (await shop.identify(c, firstName="Ana")).started == []
+        late = f"{c}-new"
+        assert (await shop.identify(late, email=f"{late}@example.com")).started == [
+            welcome_id(late)
+        ]
+        await shop.sleep(days=4)
+
+        assert [(m.to, m.step) for m in shop.outbox_mail()] == [
+            (f"{late}@example.com", step) for step in ("welcome", "discover", "account")
+        ]
+
+
+async def test_a_welcome_in_the_ledger_is_never_sent_again_after_temporal_forgets_it(
+    shop: Shop, c: str
+) -> None:
+    await shop.identify(c, email=f"{c}@example.com", marketing_consent=False)
+    with shop.sessions() as session:
+        # What a welcome whose closed run has passed the namespace's retention leaves.
+        session.add(
+            EmailSend(
+                idempotency_key=f"{welcome_id(c)}/old/welcome",
+                customer_id=c,
+                journey="welcome",
+                step="welcome",
+                workflow_id="welcome/elsewhere",
+                template="welcome/welcome",
+                status="sent",
+            )
+        )
+        session.commit()
+    assert (await shop.identify(c, marketing_consent=True)).started == []
+    assert (await shop.track(c, "Signed Up")).started == []
+    await shop.sleep(days=4)
+
+    assert shop.outbox_mail() == []
+
+
+@pytest.mark.parametrize(
+    ("after", "sent"),
+    [(timedelta(hours=12), ["welcome"]), (timedelta(days=2), ["welcome", "discover"])],
+    ids=["before-discover", "before-account"],
+)
+async def test_unsubscribe_ends_the_series(
+    shop: Shop, c: str, after: timedelta, sent: list[str]
+) -> None:
     await shop.identify(c, email=f"{c}@example.com", firstName="Ana")
-    await shop.sleep(hours=12)
+    await shop.sleep(seconds=after.total_seconds())
     await end_journeys(shop.env.client, c, await shop.now())
     await shop.sleep(days=7)
 
+    assert [m.step for m in shop.outbox_mail()] == sent
+    assert await result(shop, c) == JourneyResult(exit_reason="unsubscribed", sent=sent)
+
+
+async def test_an_operator_cancel_ends_the_series(shop: Shop, c: str) -> None:
+    await shop.identify(c, email=f"{c}@example.com", firstName="Ana")
+    await shop.sleep(hours=12)
+    await cancel_journey(shop.env.client, welcome_id(c), reason="asked by phone")
+    await shop.sleep(days=7)
+
     assert [m.step for m in shop.outbox_mail()] == ["welcome"]
-    assert await result(shop, c) == JourneyResult(exit_reason="unsubscribed", sent=["welcome"])
+    assert await result(shop, c) == JourneyResult(exit_reason="cancelled", sent=["welcome"])
 
 
 async def test_an_order_during_the_series_does_not_end_it(shop: Shop, c: str) -> None:
