@@ -324,6 +324,49 @@ async def test_two_orders_get_two_review_requests(delivered_shop: Shop, c: str) 
         )
 
 
+async def test_a_refund_of_one_order_ends_only_its_own_request(
+    delivered_shop: Shop, c: str
+) -> None:
+    shop = delivered_shop
+    first = await buy(shop, c, TEE)
+    second = await buy(shop, c, TOTE)
+    await shop.track(c, "Order Delivered", order_id=first)
+    await shop.track(c, "Order Delivered", order_id=second)
+    await shop.sleep(days=1)
+    await shop.track(c, "Order Refunded", order_id=first)
+    await shop.sleep(days=30)
+
+    assert [m.step for m in shop.outbox_mail()] == ["ask", "reminder"]
+    assert all(second in m.text for m in shop.outbox_mail())
+    assert await result(shop, first) == JourneyResult(exit_reason="order_refunded", sent=[])
+
+
+async def test_a_delivery_reported_after_the_ask_leaves_the_reminder_where_it_was(
+    shop: Shop, c: str
+) -> None:
+    start = await shop.now()
+    ordered = await buy(shop, c)
+    await shop.sleep(days=9)  # the ask went at 5 + 3 days, from the expected delivery
+    await shop.track(c, "Order Delivered", order_id=ordered)
+    await shop.sleep(days=30)
+
+    ask, reminder = shop.outbox_mail()
+    assert after(ask, start) == pytest.approx(timedelta(days=5 + 3), abs=SECONDS)
+    assert after(reminder, start) == pytest.approx(timedelta(days=5 + 7), abs=SECONDS)
+
+
+async def test_every_product_reviewed_before_the_expected_delivery_ends_it(
+    shop: Shop, c: str
+) -> None:
+    ordered = await buy(shop, c, TEE)
+    await shop.sleep(days=2)
+    await shop.track(c, "Product Reviewed", product_id=TEE["product_id"], rating=5)
+    await shop.sleep(days=30)
+
+    assert shop.outbox_mail() == []
+    assert await result(shop, ordered) == JourneyResult(exit_reason="reviewed", sent=[])
+
+
 async def test_no_bonus_configured_no_bonus_line(
     env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path, c: str
 ) -> None:
