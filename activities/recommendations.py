@@ -4,25 +4,28 @@ Bought together with them in past orders first, then the same category, then the
 brand, then what the shop sells most lately; never what the customer already bought,
 never out of stock, never the products the e-mail is about. Deterministic for a given
 store state: ties go to the product bought more often lately, then to the lower id.
-Every query is bounded, so one e-mail costs the same in a small shop and a large one.
+
+The store ranks every candidate in one statement and returns only the ``limit`` best:
+cutting each source to its first rows before ranking let a large catalogue push the
+best ones out. What is counted is bounded all the same: the lines of at most
+``RECENT_ORDERS`` orders for what sells, as many for what was bought together, and the
+products of the seeds' categories and brands.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Select, case, func, or_, select, union
+from sqlalchemy.orm import Session
 
 from triggermail.store import Order, OrderLine, Product
 
 TOGETHER, CATEGORY, BRAND = 100.0, 10.0, 5.0
 """Weights: one order that bought both outweighs any amount of catalogue likeness."""
-CANDIDATES = 500
-"""Rows read per source at most."""
 RECENT_ORDERS = 2000
-"""What "sells most lately" counts: the shop's latest orders."""
+"""What "sells most lately" counts, and how far back "bought together" looks: the
+latest orders (those with one of the e-mail's products, for the latter)."""
 
 
 def recommend(
@@ -36,72 +39,43 @@ def recommend(
     """Up to ``limit`` products to show with ``seeds`` (the e-mail's own products)."""
     if limit <= 0:
         return []
-    bought = set(
-        session.scalars(
-            select(OrderLine.product_id)
-            .join(Order, Order.id == OrderLine.order_id)
-            .where(Order.customer_id == customer_id, Order.status == "completed")
-        )
+    of_seeds = select(Product.brand, Product.category).where(Product.id.in_(seeds))
+    seed_rows = session.execute(of_seeds).all() if seeds else []
+    brands = {brand for brand, _ in seed_rows if brand}
+    categories = {category for _, category in seed_rows if category}
+    sales = _orders_per_product(_latest_orders()).cte("sales")
+    together = _orders_per_product(_latest_orders(containing=seeds)).cte("together")
+    # The bestsellers are candidates too, so an e-mail with recommendations is never
+    # empty-handed while the shop sells anything.
+    candidates = union(
+        select(together.c.product_id),
+        select(Product.id).where(or_(Product.category.in_(categories), Product.brand.in_(brands))),
+        select(sales.c.product_id),
+    ).subquery()
+    score = (
+        TOGETHER * func.coalesce(together.c.orders, 0)
+        + case((Product.category.in_(categories), CATEGORY), else_=0.0)
+        + case((Product.brand.in_(brands), BRAND), else_=0.0)
     )
-    skip = bought | set(seeds) | set(exclude)
-    recent = _recent_sales(session)
-    scores: defaultdict[str, float] = defaultdict(float)
-    if seeds:
-        other = aliased(OrderLine)
-        orders = func.count(func.distinct(other.order_id))
-        together = (
-            select(other.product_id, orders)
-            .select_from(OrderLine)
-            .join(other, other.order_id == OrderLine.order_id)
-            .join(Order, Order.id == OrderLine.order_id)
-            .where(
-                OrderLine.product_id.in_(seeds),
-                other.product_id.not_in(seeds),
-                Order.status == "completed",
-            )
-            .group_by(other.product_id)
-            .order_by(orders.desc(), other.product_id)
-            .limit(CANDIDATES)
+    bought = (
+        select(OrderLine.product_id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(Order.customer_id == customer_id, Order.status == "completed")
+    )
+    statement = (
+        select(Product)
+        .join(candidates, candidates.c.product_id == Product.id)
+        .outerjoin(together, together.c.product_id == Product.id)
+        .outerjoin(sales, sales.c.product_id == Product.id)
+        .where(
+            _in_stock(),
+            Product.id.not_in([*seeds, *exclude]),
+            Product.id.not_in(bought),
         )
-        for product_id, count in session.execute(together):
-            scores[product_id] += TOGETHER * count
-        seed_rows = session.execute(
-            select(Product.brand, Product.category).where(Product.id.in_(seeds))
-        ).all()
-        brands = {brand for brand, _ in seed_rows if brand}
-        categories = {category for _, category in seed_rows if category}
-        if brands or categories:
-            alike = (
-                select(Product.id, Product.brand, Product.category)
-                .where(or_(Product.brand.in_(brands), Product.category.in_(categories)))
-                .where(_in_stock())
-                .order_by(Product.id)
-                .limit(CANDIDATES)
-            )
-            for product_id, brand, category in session.execute(alike):
-                scores[product_id] += (CATEGORY if category in categories else 0.0) + (
-                    BRAND if brand in brands else 0.0
-                )
-    rows = _sellable(session, [pid for pid in scores if pid not in skip])
-    ranked = sorted(rows, key=lambda pid: (-scores[pid], -recent[pid], pid))[:limit]
-    # Then the bestsellers: an e-mail with recommendations is never empty-handed.
-    bestsellers = [pid for pid, _ in recent.most_common() if pid not in skip and pid not in rows]
-    for start in range(0, len(bestsellers), 100):
-        if len(ranked) >= limit:
-            break
-        found = _sellable(session, bestsellers[start : start + 100])
-        rows.update(found)
-        ranked += [pid for pid in bestsellers[start : start + 100] if pid in found]
-    return [rows[product_id] for product_id in ranked[:limit]]
-
-
-def _sellable(session: Session, product_ids: list[str]) -> dict[str, Product]:
-    rows: dict[str, Product] = {}
-    for start in range(0, len(product_ids), CANDIDATES):
-        chunk = product_ids[start : start + CANDIDATES]
-        statement = select(Product).where(Product.id.in_(chunk), _in_stock())
-        rows.update((product.id, product) for product in session.scalars(statement))
-    return rows
+        .order_by(score.desc(), func.coalesce(sales.c.orders, 0).desc(), Product.id)
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
 
 
 def _in_stock() -> ColumnElement[bool]:
@@ -109,18 +83,26 @@ def _in_stock() -> ColumnElement[bool]:
     return or_(Product.stock.is_(None), Product.stock > 0)
 
 
-def _recent_sales(session: Session) -> Counter[str]:
-    """Orders per product among the shop's latest orders."""
-    latest = (
-        select(Order.id)
-        .where(Order.status == "completed")
-        .order_by(Order.placed_at.desc())
-        .limit(RECENT_ORDERS)
+def _latest_orders(*, containing: Sequence[str] | None = None) -> Select[str]:
+    """The shop's latest completed orders, or the latest with one of ``containing``."""
+    orders = select(Order.id).where(Order.status == "completed")
+    if containing is not None:
+        # No index orders a product's lines by time, so finding these still reads every
+        # line of ``containing``; only what is counted afterwards is bounded.
+        with_product = select(OrderLine.order_id).where(OrderLine.product_id.in_(containing))
+        orders = orders.where(Order.id.in_(with_product))
+    # The id settles orders placed in the same instant, so the window is the same each time.
+    return orders.order_by(Order.placed_at.desc(), Order.id.desc()).limit(RECENT_ORDERS)
+
+
+def _orders_per_product(orders: Select[str]) -> Select[str, int]:
+    """How many of ``orders`` each product was bought in."""
+    # A product on two lines of one order counts once. DISTINCT before counting rather
+    # than count(DISTINCT): PostgreSQL hashes the one and has to sort for the other.
+    lines = (
+        select(OrderLine.order_id, OrderLine.product_id)
+        .where(OrderLine.order_id.in_(orders))
+        .distinct()
         .subquery()
     )
-    rows = session.execute(
-        select(OrderLine.product_id, func.count(func.distinct(OrderLine.order_id)))
-        .join(latest, latest.c.id == OrderLine.order_id)
-        .group_by(OrderLine.product_id)
-    )
-    return Counter({product_id: count for product_id, count in rows})
+    return select(lines.c.product_id, func.count().label("orders")).group_by(lines.c.product_id)

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.orm import Session
 
+from activities import recommendations
 from activities.recommendations import recommend
 from triggermail.store import Customer, Order, OrderLine, Product, make_engine, make_session_factory
 
@@ -131,6 +132,59 @@ def test_same_store_state_same_answer(shop: Session) -> None:
     assert all(ids(shop, "me", ["tee"], limit=5) == first for _ in range(5))
     # Ties (socks and cap were each bought with a tee once) go to the lower id.
     assert first[:2] == ["cap", "socks"]
+
+
+def test_a_large_catalogue_does_not_push_the_best_out(shop: Session) -> None:
+    # 600 products only of the tee's brand, all with ids before the polo and the tank.
+    for n in range(600):
+        product(shop, f"a{n:03d}", brand="north", category="bags")
+    shop.flush()
+    assert ids(shop, "me", ["tee"], limit=3) == ["tank", "polo", "a000"]
+    order(shop, "o1", "a", "tee", "a599")
+    assert ids(shop, "me", ["tee"], limit=3) == ["a599", "tank", "polo"]
+
+
+def test_ties_among_hundreds_alike_go_to_the_better_seller(shop: Session) -> None:
+    for n in range(600):
+        product(shop, f"t{n:03d}", brand="south", category="tops")
+    product(shop, "z-top", brand="south", category="tops")
+    shop.flush()
+    order(shop, "o1", "a", "z-top")
+    # The polo, the 600 and z-top are all the same category and another brand.
+    assert ids(shop, "me", ["tank"], limit=3) == ["tee", "z-top", "polo"]
+
+
+def test_bestsellers_that_sold_alike_go_to_the_lower_id(session: Session) -> None:
+    for product_id in ["c", "b", "a", "d"]:
+        product(session, product_id)
+    session.add(Customer(id="me", marketing_consent=True, traits={}))
+    order(session, "o1", "x", "d", "c")
+    order(session, "o2", "y", "c", "b")
+    order(session, "o3", "z", "a", "d", "c")
+    # a and b sold once each: the lower id first, whatever order the store groups them in.
+    assert ids(session, "me", [], limit=4) == ["c", "d", "a", "b"]
+
+
+def test_only_the_latest_orders_count(shop: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recommendations, "RECENT_ORDERS", 1)
+    order(shop, "o1", "a", "tee", "socks")
+    order(shop, "o22", "b", "tee", "cap")
+    order(shop, "o333", "c", "belt")
+    # Bought together: only the cap, in the latest order with a tee; selling lately:
+    # only the belt, in the latest order. The socks are neither any more.
+    assert ids(shop, "me", ["tee"], limit=10) == ["cap", "tank", "polo", "belt"]
+
+
+def test_orders_placed_in_the_same_instant_are_taken_in_id_order(
+    shop: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recommendations, "RECENT_ORDERS", 2)
+    # All three are placed at the same time (order() times them by the id's length):
+    # the latest two are o3 and o2, every time.
+    order(shop, "o3", "c", "polo")
+    order(shop, "o1", "a", "belt")
+    order(shop, "o2", "b", "cap")
+    assert ids(shop, "me", [], limit=3) == ["cap", "polo"]
 
 
 def test_nothing_asked_nothing_read(shop: Session) -> None:
