@@ -205,6 +205,34 @@ class Shop:
         with self.sessions() as session:
             return list(session.scalars(select(EmailSend).order_by(EmailSend.created_at)))
 
+    def record_sent(
+        self,
+        customer_id: str,
+        *,
+        journey: str,
+        step: str,
+        workflow_id: str,
+        at: datetime | None = None,
+    ) -> None:
+        """A ledger row for an e-mail no journey of this test sent: an earlier one of
+        another journey, or one whose closed run Temporal has since forgotten."""
+        with self.sessions() as session:
+            session.add(
+                EmailSend(
+                    idempotency_key=f"{workflow_id}/earlier/{step}/{uuid.uuid4().hex}",
+                    customer_id=customer_id,
+                    journey=journey,
+                    step=step,
+                    workflow_id=workflow_id,
+                    template=f"{journey}/{step}",
+                    status="sent",
+                    sent_at=at,
+                    attempted_at=at,
+                    due_at=at,
+                )
+            )
+            session.commit()
+
     def outbox_mail(self) -> list[Delivered]:
         """E-mails in the outbox, in the order they were sent (by the ledger's simulated time)."""
         sent = {row.id: row for row in self.ledger() if row.status == "sent"}

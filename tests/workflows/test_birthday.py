@@ -24,7 +24,7 @@ from starter.ids import anniversary_id, birthday_id
 from starter.routing import StartJourney, deliver, journeys_of
 from tests.harness import Shop
 from triggermail.journeys import Guardrails
-from triggermail.store import Coupon, EmailSend
+from triggermail.store import Coupon
 from triggermail.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult, OccasionInput
@@ -336,22 +336,9 @@ async def guarded(env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path) -> 
 
 def earlier_mail(shop: Shop, c: str, at: datetime) -> None:
     """Another journey's marketing e-mail, sent to the customer at ``at``."""
-    with shop.sessions() as session:
-        session.add(
-            EmailSend(
-                idempotency_key=f"earlier/{c}/{at.isoformat()}",
-                customer_id=c,
-                journey="abandoned_cart",
-                step="reminder",
-                workflow_id=f"abandoned-cart/{c}",
-                template="abandoned_cart/reminder",
-                status="sent",
-                sent_at=at,
-                attempted_at=at,
-                due_at=at,
-            )
-        )
-        session.commit()
+    shop.record_sent(
+        c, journey="abandoned_cart", step="reminder", workflow_id=f"abandoned-cart/{c}", at=at
+    )
 
 
 async def test_greeting_held_by_the_cap_goes_later_the_same_day(guarded: Shop, c: str) -> None:

@@ -22,7 +22,6 @@ from starter.ids import (
 from tests.guardrails.conftest import shop_api
 from tests.harness import Shop
 from triggermail.customer_card import load_card
-from triggermail.store import EmailSend
 from workflows.types import JourneyResult
 
 EVERY = ("abandoned_cart", "browse_abandonment", "post_purchase", "review_request", "replenishment")
@@ -73,25 +72,14 @@ async def test_an_order_reported_again_after_temporal_forgot_its_journeys_starts
 ) -> None:
     order_id = f"o-{c}"
     await shop.identify(c, email=f"{c}@example.com", firstName="Ana")
-    with shop.sessions() as session:
-        # What the order's journeys leave once the namespace's retention has dropped their
-        # closed runs: the ledger's rows, and no workflow under their IDs.
-        for workflow_id, journey, step in (
-            (post_purchase_id(order_id), "post_purchase", "thank_you"),
-            (review_request_id(order_id), "review_request", "ask"),
-        ):
-            session.add(
-                EmailSend(
-                    idempotency_key=f"{workflow_id}/m-old/{step}",
-                    customer_id=c,
-                    journey=journey,
-                    step=step,
-                    workflow_id=workflow_id,
-                    template=f"{journey}/{step}",
-                    status="sent",
-                )
-            )
-        session.commit()
+    # What the order's journeys leave once the namespace's retention has dropped their
+    # closed runs: the ledger's rows, and no workflow under their IDs.
+    shop.record_sent(
+        c, journey="post_purchase", step="thank_you", workflow_id=post_purchase_id(order_id)
+    )
+    shop.record_sent(
+        c, journey="review_request", step="ask", workflow_id=review_request_id(order_id)
+    )
 
     ordered = await shop.track(c, "Order Completed", order_id=order_id, total=24.9, products=[TEE])
     delivered = await shop.track(c, "Order Delivered", order_id=order_id)
