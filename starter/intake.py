@@ -53,7 +53,7 @@ from triggermail.store import (
 log = logging.getLogger(__name__)
 
 EARLY_DELIVERIES_READ = 100
-"""A customer's delivery reports read to find one that came before its order."""
+"""A customer's latest delivery reports, read to find one that came before its order."""
 TRANSIENT_STORE_ERRORS = (DBAPIError, DisconnectionError, PoolTimeout)
 """Store failures a retry can cure: down, locked, overloaded, not migrated yet. A value the
 database refuses (DataError) is one event's fault and is refused with that event instead."""
@@ -597,20 +597,21 @@ def _dialect_insert(session: Session) -> Any:
 
 
 def _reported_delivery(session: Session, customer_id: str, order_id: str) -> datetime | None:
-    """When an ``Order Delivered`` for the order, stored before the order was, happened."""
+    """When an ``Order Delivered`` for the order, stored before the order was, happened
+    (the first such report, as for an order known at the time)."""
     rows = session.execute(
         select(Event.timestamp, Event.payload)
         .where(Event.customer_id == customer_id, Event.event == "Order Delivered")
-        .order_by(Event.timestamp)
+        .order_by(Event.timestamp.desc())
         .limit(EARLY_DELIVERIES_READ)
     )
-    for at, payload in rows:
-        properties = payload.get("properties")
-        if isinstance(properties, dict) and OrderProps.model_validate(properties).order_id == (
-            order_id
-        ):
-            return at
-    return None
+    reported = [
+        at
+        for at, payload in rows
+        if isinstance(properties := payload.get("properties"), dict)
+        and OrderProps.model_validate(properties).order_id == order_id
+    ]
+    return min(reported, default=None)
 
 
 def _ensure_customer(session: Session, customer_id: str) -> Customer:
