@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from triggermail.birthdays import parse_birthday
+from triggermail.journeys import LONGEST_CYCLE
 
 PRODUCT_EVENTS = frozenset(
     {"Product Viewed", "Product Added", "Product Removed", "Product Reviewed"}
@@ -84,7 +85,7 @@ class ProductProps(_Open):
     cart_id: Id | None = None
     stock: int | None = Field(default=None, ge=0, le=2_000_000_000)
     """Not in Segment's spec: units in stock, for recommendations (0 = never shown)."""
-    repurchase_days: int | None = Field(default=None, ge=1, le=3650)
+    repurchase_days: int | None = Field(default=None, ge=1, le=LONGEST_CYCLE.days)
     """Not in Segment's spec: how many days one lasts, for the replenishment journey."""
 
     @model_validator(mode="before")

@@ -42,7 +42,7 @@ from starter.ids import (
 )
 from starter.rows import lookup
 from triggermail.experiments import Winners
-from triggermail.journeys import BrowseAbandonment, JourneysConfig
+from triggermail.journeys import LONGEST_CYCLE, BrowseAbandonment, JourneysConfig
 from triggermail.store import (
     Cart,
     CartLine,
@@ -114,8 +114,6 @@ MAX_VIEWS_READ = 200
 """A visit's views read to count one product's: a bot's thousands are no customer's."""
 ORDER_JOURNEYS_HORIZON = timedelta(days=400)
 """How far back a customer's orders may still have journeys running (a year's cycle)."""
-LONGEST_CYCLE = timedelta(days=3650)
-"""The longest repurchase cycle a product may carry (``repurchase_days``' limit)."""
 LAPSED_JOURNEYS = ("reactivation", "win_back")
 """Journeys keyed by customer and lapse, found from the entries the daily sweep records."""
 

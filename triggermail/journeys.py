@@ -228,6 +228,10 @@ class ReviewRequest(Journey):
     """What a review earns, in the shop's words (``"10 % off your next order"``)."""
 
 
+LONGEST_CYCLE = timedelta(days=3650)
+"""The longest repurchase cycle: a category's here, a product's ``repurchase_days``."""
+
+
 class Replenishment(Journey):
     """A product that runs out gets a reminder before it does; steps count from
     ``cycle - lead`` after the order."""
@@ -245,9 +249,11 @@ class Replenishment(Journey):
         for category, cycle in self.cycles.items():
             if cycle <= self.lead:
                 raise ValueError(f"cycle of {category!r} ({cycle}) is not longer than lead")
-            if cycle > timedelta(days=3650):
-                # Like a product's repurchase_days: the unsubscribe looks back no further.
-                raise ValueError(f"cycle of {category!r} ({cycle}) is longer than 3650 days")
+            if cycle > LONGEST_CYCLE:
+                # The unsubscribe looks back no further for a replenishment to end.
+                raise ValueError(
+                    f"cycle of {category!r} ({cycle}) is longer than {LONGEST_CYCLE.days} days"
+                )
         return self
 
     def cycle_of(self, repurchase_days: int | None, category: str | None) -> timedelta | None:
