@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 EARLY_DELIVERIES_READ = 100
 """A customer's latest delivery reports, read to find one that came before its order."""
+DELIVERY_CLOCK_SLACK = timedelta(days=1)
 TRANSIENT_STORE_ERRORS = (DBAPIError, DisconnectionError, PoolTimeout)
 """Store failures a retry can cure: down, locked, overloaded, not migrated yet. A value the
 database refuses (DataError) is one event's fault and is refused with that event instead."""
@@ -473,7 +474,7 @@ class Intake:
             order.status = "completed"
         if order.delivered_at is None and owner.customer_id:
             # Events may come out of order: a delivery reported before its order counts.
-            order.delivered_at = _reported_delivery(session, owner.customer_id, order.id)
+            order.delivered_at = _reported_delivery(session, owner.customer_id, order.id, at)
         order.total = props.total if props.total is not None else props.revenue
         order.revenue = props.revenue if props.revenue is not None else props.total
         order.currency = props.currency or self.journeys.shop.currency
@@ -596,12 +597,20 @@ def _dialect_insert(session: Session) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def _reported_delivery(session: Session, customer_id: str, order_id: str) -> datetime | None:
+def _reported_delivery(
+    session: Session, customer_id: str, order_id: str, placed_at: datetime
+) -> datetime | None:
     """When an ``Order Delivered`` for the order, stored before the order was, happened
     (the first such report, as for an order known at the time)."""
     rows = session.execute(
         select(Event.timestamp, Event.payload)
-        .where(Event.customer_id == customer_id, Event.event == "Order Delivered")
+        .where(
+            Event.customer_id == customer_id,
+            # Delivered after it was placed: only the customer's events since then are read
+            # (a day's slack for the shop's clocks), not their whole history per order.
+            Event.timestamp >= placed_at - DELIVERY_CLOCK_SLACK,
+            Event.event == "Order Delivered",
+        )
         .order_by(Event.timestamp.desc())
         .limit(EARLY_DELIVERIES_READ)
     )
