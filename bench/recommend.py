@@ -1,29 +1,30 @@
 """Milliseconds per ``recommend()`` call on PostgreSQL: the products an e-mail shows beside
 its own.
 
-A database of its own on 127.0.0.1:5432 (user ``postgres``), dropped and created anew at
-each start so runs are comparable, migrated, filled by Core inserts and left there after
-the run: products in 25 brands and 60 categories, about 10 % out of stock; orders of 4
-lines whose products are picked by popularity (a long tail: the weight of the product of
-rank r is 1/r^0.8), 90 % completed, the rest refunded, over one year; about 3 orders a
-customer. Then ``VACUUM ANALYZE``, 30 warm-up calls, and the timed calls: a random customer,
-1-3 seeds drawn by popularity (as carts and orders are), ``limit=4``, each in a session
-whose connection is already open, as the content activity's is. The table splits the calls
-by their best-selling seed, whose order lines the call reads all of.
+A fresh database of its own on 127.0.0.1:5432 (user ``postgres``; SQLite when PostgreSQL
+does not answer, as in the other benches, and ``store=`` says which), migrated, filled by
+Core inserts and dropped after the run: products in 25 brands and 60 categories, about 10 %
+out of stock; orders of 4 lines whose products are picked by popularity (a long tail: the
+weight of the product of rank r is 1/r^0.8), 90 % completed, the rest refunded, over one
+year; about 3 orders a customer. Then ``VACUUM ANALYZE``, 30 warm-up calls, and the timed
+calls: a random customer, 1-3 seeds drawn by popularity (as carts and orders are),
+``limit=4``, each in a session whose connection is already open, as the content activity's
+is. The table splits the calls by their best-selling seed, whose order lines the call reads
+all of.
 
     .venv/bin/python bench/recommend.py [--quick] [--products N] [--lines N] [--calls N]
 
-The last line is ``RESULT ms_median=… ms_p95=… products=… order_lines=… calls=…``.
+The last line is ``RESULT ms_median=… ms_p95=… products=… order_lines=… calls=… store=…``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
+from loadkit import database, percentile
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
@@ -40,28 +42,12 @@ from activities.recommendations import recommend
 from triggermail.migrate import upgrade
 from triggermail.store import Customer, Order, OrderLine, Product, make_engine
 
-ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-NAME = "triggermail_bench_recommend"
 LINES_PER_ORDER = 4
 WARM_UP = 30
 LIMIT = 4
 START = datetime(2025, 11, 23, tzinfo=UTC)
 BUCKETS = ((1, 10), (11, 100), (101, None))
 """Calls grouped by the popularity rank of their best-selling seed."""
-
-
-def fresh_database() -> str | None:
-    """The bench's database, empty; None when PostgreSQL does not answer."""
-    admin = sa.create_engine(ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{NAME}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{NAME}"'))
-    except sa.exc.OperationalError:
-        return None
-    finally:
-        admin.dispose()
-    return sa.make_url(ADMIN).set(database=NAME).render_as_string(hide_password=False)
 
 
 def load(
@@ -109,12 +95,6 @@ def load(
     return customers, line_counts
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest rank."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 products, 8,000 lines")
@@ -126,10 +106,11 @@ def main() -> None:
     n_lines = args.lines or (8_000 if args.quick else 20_000)
     n_calls = args.calls or (200 if args.quick else 500)
 
-    url = fresh_database()
-    if url is None:
-        print("PostgreSQL not reachable at 127.0.0.1:5432: bench/recommend.py skipped")
-        return
+    with tempfile.TemporaryDirectory() as folder, database(Path(folder)) as url:
+        run(url, n_products=n_products, n_lines=n_lines, n_calls=n_calls)
+
+
+def run(url: str, *, n_products: int, n_lines: int, n_calls: int) -> None:
     upgrade(url)
     engine = make_engine(url)
     rng = random.Random(7)
@@ -192,7 +173,8 @@ def main() -> None:
     )
     print(
         f"RESULT ms_median={statistics.median(ms):.2f} ms_p95={percentile(ms, 95):.2f} "
-        f"products={n_products} order_lines={n_lines} calls={len(ms)}"
+        f"products={n_products} order_lines={n_lines} calls={len(ms)} "
+        f"store={engine.dialect.name}"
     )
 
 
