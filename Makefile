@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test test-faults test-ui lint install clean
+.PHONY: dev test test-clock test-faults test-ui lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.installed-dev
 ## The whole suite: lint, types, then every test (time-skipping Temporal, SQLite, PostgreSQL).
 test: lint
 	$(BIN)/pytest
+
+## The suite again with this process's clock a year ahead and in UTC+14 (Kiritimati): a test
+## that passes only on the day or in the timezone it was written fails here.
+test-clock: $(VENV)/.installed-dev
+	TRIGGERMAIL_TEST_CLOCK_SHIFT_DAYS=365 TZ=Pacific/Kiritimati $(BIN)/pytest -q
 
 ## Fault injection against real processes (Temporal dev server on a db file, worker and API
 ## processes, a private PostgreSQL cluster, fake SendGrid); ends with the table. 6-9 min.

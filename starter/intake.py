@@ -217,7 +217,7 @@ class Intake:
                 select(Event).where(Event.message_id.in_(ids[chunk : chunk + 500]))
             )
             known.update((row.message_id, row) for row in rows)
-        prefetch(session, [event for event in events if event.message_id not in known])
+        prefetch(session, [event for event in events if event.message_id not in known], received)
         seen: set[str] = set()
         return [self._store_one(session, event, received, known, seen) for event in events]
 
@@ -269,7 +269,7 @@ class Intake:
     def _owner(self, session: Session, event: SegmentEvent, at: datetime) -> str | None:
         """Whose event this is, linking its anonymous ids to the customer when it names one."""
         if event.user_id:
-            _ensure_customer(session, event.user_id)
+            _ensure_customer(session, event.user_id, self.clock())
             for anonymous_id in anonymous_ids_of(event):
                 _link(session, anonymous_id, event.user_id, at, event.message_id or "")
             return event.user_id
@@ -336,7 +336,9 @@ class Intake:
                 else:
                     order.delivered_at = order.delivered_at or at
         elif name in ("Product Viewed", "Product Reviewed"):
-            product = _upsert_product(session, event.product(), self.journeys.shop.currency)
+            product = _upsert_product(
+                session, event.product(), self.journeys.shop.currency, self.clock()
+            )
             if name == "Product Reviewed" and product is not None and owner.customer_id:
                 session.add(
                     Review(
@@ -382,7 +384,7 @@ class Intake:
         self, session: Session, owner: _Owner, event: SegmentEvent, at: datetime
     ) -> None:
         props = event.product()
-        product = _upsert_product(session, props, self.journeys.shop.currency)
+        product = _upsert_product(session, props, self.journeys.shop.currency, self.clock())
         if product is None:
             return
         cart = self._cart(session, owner, props.cart_id, at)
@@ -438,7 +440,7 @@ class Intake:
                 session.flush()
             for position, item in enumerate(props.products):
                 product = _upsert_product(
-                    session, item, props.currency or self.journeys.shop.currency
+                    session, item, props.currency or self.journeys.shop.currency, self.clock()
                 )
                 if product is None:
                     continue
@@ -484,7 +486,7 @@ class Intake:
             order.lines = []
             session.flush()
             for item in props.products:
-                product = _upsert_product(session, item, order.currency)
+                product = _upsert_product(session, item, order.currency, self.clock())
                 if product is not None:
                     order.lines.append(
                         OrderLine(
@@ -623,7 +625,7 @@ def _reported_delivery(
     return min(reported, default=None)
 
 
-def _ensure_customer(session: Session, customer_id: str) -> Customer:
+def _ensure_customer(session: Session, customer_id: str, now: datetime) -> Customer:
     customer = lookup(session, Customer, customer_id)
     if customer is not None:
         return customer
@@ -634,8 +636,8 @@ def _ensure_customer(session: Session, customer_id: str) -> Customer:
             id=customer_id,
             marketing_consent=False,
             traits={},
-            created_at=utcnow(),
-            updated_at=utcnow(),
+            created_at=now,
+            updated_at=now,
         )
         .on_conflict_do_nothing()
     )
@@ -683,14 +685,16 @@ def _rating(value: Any) -> int | None:
         return None
 
 
-def _upsert_product(session: Session, props: ProductProps, currency: str) -> Product | None:
+def _upsert_product(
+    session: Session, props: ProductProps, currency: str, now: datetime
+) -> Product | None:
     if not props.product_id:
         return None
     product = lookup(session, Product, props.product_id)
     if product is None:
         session.execute(
             _dialect_insert(session)(Product)
-            .values(id=props.product_id, name=props.name or props.product_id, updated_at=utcnow())
+            .values(id=props.product_id, name=props.name or props.product_id, updated_at=now)
             .on_conflict_do_nothing()
         )
         product = session.get(Product, props.product_id)

@@ -7,19 +7,20 @@ batch of a thousand events runs a handful of queries, not thousands.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session, selectinload
 
 from starter.events import ORDER_EVENTS, PRODUCT_EVENTS, ProductProps, SegmentEvent
-from triggermail.store import Cart, Customer, Identity, Order, Product, utcnow
+from triggermail.store import Cart, Customer, Identity, Order, Product
 
 KNOWN = "triggermail.known"
 Row = TypeVar("Row", Customer, Product, Cart, Order, Identity)
 
 
-def prefetch(session: Session, events: Sequence[SegmentEvent]) -> None:
+def prefetch(session: Session, events: Sequence[SegmentEvent], now: datetime) -> None:
     """Load what a batch's events touch in a few queries, and create the customers and
     products it names, so applying each event runs no query of its own and its rows reach
     the database together at commit."""
@@ -50,7 +51,6 @@ def prefetch(session: Session, events: Sequence[SegmentEvent]) -> None:
     load(session, Cart, carts, selectinload(Cart.lines))
     load(session, Order, orders, selectinload(Order.lines))
     missing = load(session, Product, set(products))
-    now = utcnow()
     for customer_id in customers - known(session, Customer):
         customer = Customer(
             id=customer_id, marketing_consent=False, traits={}, created_at=now, updated_at=now

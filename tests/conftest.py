@@ -7,16 +7,64 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.fakes.sendgrid import FakeSendGrid
 from triggermail.migrate import upgrade
 from triggermail.temporal import binary, register_search_attributes
 from workflows.search_attributes import ALL
+
+# The time-skipping server does not advertise heartbeat-on-failure, so the SDK's core warns
+# once per worker: hundreds of lines that bury pytest's summary. Errors still show;
+# TRIGGERMAIL_TEST_CORE_LOG=WARN (or INFO, DEBUG) brings the rest back.
+Runtime.set_default(
+    Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(
+                    core_level=os.environ.get("TRIGGERMAIL_TEST_CORE_LOG", "ERROR"),
+                    other_level="ERROR",
+                )
+            )
+        )
+    )
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "dev_server: runs on a Temporal dev server of its own (real time)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clock_shift(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``TRIGGERMAIL_TEST_CLOCK_SHIFT_DAYS=N`` (``make test-clock``) runs each test with this
+    process's wall clock N days ahead: a test whose outcome depends on the day it runs,
+    rather than on the clock it hands the code, fails there, and so does product code that
+    reads the machine's clock where the caller's should count.
+
+    The time-skipping server keeps the real date, so code that mixes the machine's clock
+    with a workflow's shows up too. Tests on the dev server (``dev_env``, or marked
+    ``dev_server``) run unshifted: it is a static Go binary whose clock nothing here can
+    move, and they pass real time through it.
+    """
+    days = os.environ.get("TRIGGERMAIL_TEST_CLOCK_SHIFT_DAYS")
+    real_time = "dev_env" in request.fixturenames or request.node.get_closest_marker("dev_server")
+    if not days or real_time:
+        yield
+        return
+    import time_machine
+
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=int(days)), tick=True):
+        yield
+
 
 PG_ADMIN_URL = os.environ.get(
     "TRIGGERMAIL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

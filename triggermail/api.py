@@ -216,7 +216,9 @@ def create_app(
     """The API; what is not handed in is built in its lifespan from ``settings``.
 
     The Temporal client is connected once there (``TEMPORAL_*``), unless ``client`` is given.
+    ``clock`` is every route's "now" (tests hand in theirs).
     """
+    now = clock or utcnow
     write_key = _key(settings.write_key)
     admin_key = _key(settings.admin_key)
 
@@ -235,7 +237,7 @@ def create_app(
             client=temporal,
             journeys=journeys or load_journeys(settings.journeys),
             task_queue=settings.task_queue,
-            clock=clock or utcnow,
+            clock=now,
         )
         if write_key is None:
             log.warning("TRIGGERMAIL_WRITE_KEY is not set: every event will be refused (401)")
@@ -339,6 +341,7 @@ def create_app(
                 session_factory=request.app.state.sessions,
                 client=request.app.state.temporal,
                 events=events,
+                clock=request.app.state.clock,
             )
         except DBAPIError as err:
             raise _Refused(503, "unavailable", f"store unavailable: {err.orig or err}") from err
@@ -363,15 +366,16 @@ def create_app(
 
     metrics = ApiMetrics()
     app.state.metrics = metrics
+    app.state.clock = now
     app.add_middleware(metrics.middleware())
     app.include_router(metrics.router())
     if settings.mail_transport == "outbox":
         app.include_router(outbox_router(settings.outbox_dir, admin_key=admin_key))
-    app.include_router(unsubscribe_router(settings, clock=clock or utcnow))
-    app.include_router(survey_router(settings, clock=clock or utcnow))
+    app.include_router(unsubscribe_router(settings, clock=now))
+    app.include_router(survey_router(settings, clock=now))
     if settings.sendgrid_webhook_public_key:
         key = settings.sendgrid_webhook_public_key
-        app.include_router(sendgrid_webhook_router(key, clock=clock or utcnow))
+        app.include_router(sendgrid_webhook_router(key, clock=now))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

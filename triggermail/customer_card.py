@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,11 +130,13 @@ async def load_card(
     session_factory: sessionmaker[Session],
     client: Client | None,
     events: int = 100,
+    clock: Callable[[], datetime] = utcnow,
 ) -> CustomerCard | None:
     """The card of ``customer_id``, or None when the store has no such customer.
 
     The store's part is always there; the running journeys are None (with the reason)
-    when Temporal is unreachable or ``client`` is None.
+    when Temporal is unreachable or ``client`` is None. ``clock`` dates the look for
+    journeys that may still run.
 
     Raises:
         sqlalchemy.exc.DBAPIError: the store is unreachable.
@@ -145,7 +148,7 @@ async def load_card(
     error: str | None = "no Temporal connection"
     if client is not None:
         try:
-            ids = await asyncio.to_thread(journey_ids, session_factory, customer_id, utcnow())
+            ids = await asyncio.to_thread(journey_ids, session_factory, customer_id, clock())
             journeys = await running_journeys(client, customer_id, ids)
             error = None
         except RPCError as err:

@@ -102,12 +102,18 @@ async def list_journeys(
     return rows
 
 
-async def cancel_journey(client: Client, workflow_id: str, *, reason: str) -> None:
-    """End a journey gracefully: no e-mail after this, and the reason is in its history."""
+async def cancel_journey(
+    client: Client, workflow_id: str, *, reason: str, at: datetime | None = None
+) -> None:
+    """End a journey gracefully: no e-mail after this, and the reason is in its history.
+
+    Args:
+        at: when the operator cancelled it (default: now, by this machine's clock).
+    """
     handle = client.get_workflow_handle(workflow_id)
     await handle.signal(
         AbandonedCartWorkflow.exit,
-        JourneyExit(reason="cancelled", at=datetime.now(UTC), note=reason),
+        JourneyExit(reason="cancelled", at=at or datetime.now(UTC), note=reason),
     )
 
 

@@ -20,6 +20,8 @@ from triggermail.devstack import DEV_ADMIN_KEY, run_dev
 from triggermail.settings import Settings
 from triggermail.store import EmailSend, make_engine, make_session_factory
 
+pytestmark = pytest.mark.dev_server
+
 EXPECTED = [
     "abandoned-cart/demo-ana: ended 'completed' after reminder, incentive",
     "abandoned-cart/demo-ben: ended 'purchase' after no e-mail",

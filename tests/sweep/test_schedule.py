@@ -20,7 +20,7 @@ from temporalio.client import (
 from temporalio.testing import WorkflowEnvironment
 
 from tests.devserver import cli
-from tests.sweep.kit import customer, journeys, sweep_worker
+from tests.sweep.kit import at, customer, journeys, sweep_worker
 from triggermail.store import SweepRun, make_engine, make_session_factory
 from triggermail.temporal import SWEEP_SCHEDULE_ID, apply_sweep_schedule
 
@@ -110,17 +110,33 @@ async def test_a_scheduled_run_sweeps_its_day(
             await asyncio.sleep(0.2)
 
     run = await asyncio.wait_for(swept(), timeout=20)
-    assert run.day == datetime.now(UTC).date()
     recent = (await handle.describe()).info.recent_actions
+    # The day the cluster's clock gave the run, not ours: the two may disagree near midnight.
+    assert run.day == recent[-1].scheduled_at.astimezone(UTC).date()
     action = recent[-1].action
     assert isinstance(action, ScheduleActionExecutionStartWorkflow)
     assert action.workflow_id.startswith(f"{SWEEP_SCHEDULE_ID}-")
 
 
 async def test_sweep_command_twice_starts_each_journey_once(
-    dev_env: WorkflowEnvironment, worker: str, sessions: sessionmaker[Session], sqlite_url: str
+    dev_env: WorkflowEnvironment, sessions: sessionmaker[Session], sqlite_url: str
 ) -> None:
     day = date(2026, 11, 23)
+    # The worker's clock reads the hour the Schedule sweeps that day: whether a greeting's
+    # day is over is the sweep's to decide from its clock, not from the calendar we run on.
+    async with sweep_worker(
+        dev_env.client, sessions, journeys(), clock=lambda: at(day, 2)
+    ) as worker:
+        await _sweep_twice(dev_env, worker, sessions, sqlite_url, day)
+
+
+async def _sweep_twice(
+    dev_env: WorkflowEnvironment,
+    worker: str,
+    sessions: sessionmaker[Session],
+    sqlite_url: str,
+    day: date,
+) -> None:
     lapse = datetime(2026, 8, 25, 15, tzinfo=UTC)  # 90 days before
     with sessions.begin() as session:
         session.add(customer("ana", last_order=lapse))
