@@ -28,7 +28,7 @@ from activities.lapsed import LapsedActivities
 from activities.rendering import Renderer
 from activities.sweep import SweepActivities
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
-from starter.ids import email_task_queue
+from triggermail.ids import email_task_queue
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings

@@ -38,7 +38,7 @@ from triggermail.journeys import JourneysConfig
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Cart, CartLine, Coupon, Customer, EmailSend, Order, new_id, utcnow
 from triggermail.variants import HOLDOUT
-from workflows.types import SendEmailInput, SendResult
+from workflows.types import SEND_EMAIL_ACTIVITY, SendEmailInput, SendResult
 
 FINAL = frozenset({"sent", "failed", "skipped", "unknown"})
 _COUPON_ALPHABET = string.ascii_uppercase.replace("O", "").replace("I", "") + "23456789"
@@ -61,7 +61,7 @@ class EmailActivities:
     )
     """Signs each marketing e-mail's unsubscribe link; ``worker.py`` hands in the real one."""
 
-    @activity.defn
+    @activity.defn(name=SEND_EMAIL_ACTIVITY)
     def send_email(self, request: SendEmailInput) -> SendResult:
         """Send one step's e-mail at most once, unless a guard says it must not go."""
         request = with_segment_offer(self.journeys, request)

@@ -15,7 +15,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
-from triggermail.experiments import ExperimentStatus, evaluate
+from triggermail.analytics.experiments import ExperimentStatus, evaluate
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Experiment, utcnow
 from workflows.experiments import (

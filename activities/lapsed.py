@@ -20,7 +20,13 @@ from temporalio import activity
 from activities.guardrails import lock_customer
 from triggermail.journeys import JourneysConfig, Reactivation, WinBack
 from triggermail.store import EmailEvent, EmailSend, Order, Suppression, utcnow
-from workflows.types import SendEmailInput, SunsetInput, SunsetResult
+from workflows.types import (
+    SUNSET_ACTIVITY,
+    SUNSET_AFTER_ACTIVITY,
+    SendEmailInput,
+    SunsetInput,
+    SunsetResult,
+)
 
 LAPSED_JOURNEYS = frozenset({"reactivation", "win_back"})
 SURVEY_ANSWERS = ("price", "quality", "delivery", "checkout", "other")
@@ -120,14 +126,14 @@ class LapsedActivities:
     journeys: JourneysConfig
     clock: Callable[[], datetime] = field(default=utcnow)
 
-    @activity.defn
+    @activity.defn(name=SUNSET_AFTER_ACTIVITY)
     def sunset_after(self) -> float:
         """Seconds of grace after a win-back's last farewell (``[win_back] sunset_after``),
         read when the farewell has gone, like the rest of its content."""
         config = self.journeys.win_back
         return (config.sunset_after if config else timedelta(days=7)).total_seconds()
 
-    @activity.defn
+    @activity.defn(name=SUNSET_ACTIVITY)
     def sunset(self, request: SunsetInput) -> SunsetResult:
         """Sunset the customer unless they reacted to the journey since it started.
 

@@ -39,12 +39,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.segments import segment_of, vip_threshold
-from starter.ids import anniversary_id, birthday_id, reactivation_id, win_back_id
-from starter.routing import journey_attributes
 from triggermail.birthdays import month_day
-from triggermail.experiments import Winners
+from triggermail.ids import anniversary_id, birthday_id, reactivation_id, win_back_id
 from triggermail.journeys import JourneysConfig
+from triggermail.search_attributes import journey_attributes
 from triggermail.store import Customer, JourneyEntry, Suppression, SweepRun, utcnow
+from triggermail.winners import Winners
 from workflows.sweep import (
     FINISH_ACTIVITY,
     KINDS,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from loadkit import enter, percentile, stack_with_raw
 
-from starter.ids import abandoned_cart_id
 from tests.faults.stack import WRITE_KEY, Stack
+from triggermail.ids import abandoned_cart_id
 
 IN_FLIGHT = 4
 

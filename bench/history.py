@@ -24,8 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from loadkit import customer_events, stack_with_raw
 
-from starter.ids import abandoned_cart_id, welcome_id
 from tests.faults.stack import Stack, post_batch, until
+from triggermail.ids import abandoned_cart_id, welcome_id
 from triggermail.store import EmailSend, make_engine
 
 

@@ -42,15 +42,15 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from starter.intake import Intake
 from starter.routing import StartJourney, deliver
-from triggermail.api import create_app
+from triggermail.ids import abandoned_cart_id
 from triggermail.journeys import load_journeys
 from triggermail.migrate import upgrade
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory
 from triggermail.temporal import binary, register_search_attributes
+from triggermail.web.api import create_app
 from workflows.types import AbandonedCartInput, CartActivity
 
 WRITE_KEY = "bench"

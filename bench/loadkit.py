@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from raw_worker import RawJourney
 from temporalio.client import Client
 
-from starter.ids import abandoned_cart_id
 from tests.faults.stack import Process, Stack, post_batch
+from triggermail.ids import abandoned_cart_id
 from triggermail.store import EmailSend, make_engine
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from temporalio import activity
 from temporalio.worker import Worker
 
-from starter.ids import email_task_queue
+from triggermail.ids import email_task_queue
 from triggermail.settings import Settings
 from triggermail.temporal import connect
 from worker import WORKFLOWS, Workers

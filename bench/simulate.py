@@ -6,7 +6,7 @@ A few thousand customers whose behaviour is drawn from stated probabilities
 the HTTP intake; the journeys run on the time-skipping server with the worker's real
 activities, a fake SendGrid on loopback takes the e-mails, and the customers open, click
 (SendGrid's signed Event Webhook, at our endpoint) and order (``Order Completed``) as
-drawn. Then :func:`triggermail.report.build_report` reports the run, and every rate it
+drawn. Then :func:`triggermail.analytics.report.build_report` reports the run, and every rate it
 should reproduce is checked against the true rate: conversion per journey, step and
 variant and of each holdout, open and click rates and the abandoned-cart recovery rate.
 Each must hold its true rate within its joint 95 % interval: a Bonferroni-adjusted Wilson

@@ -54,6 +54,7 @@ from triggermail.journeys import (
     load_journeys,
 )
 from triggermail.migrate import upgrade
+from triggermail.search_attributes import ALL
 from triggermail.store import (
     BuyerTally,
     JourneyEntry,
@@ -62,7 +63,6 @@ from triggermail.store import (
     make_session_factory,
 )
 from triggermail.temporal import binary, register_search_attributes
-from workflows.search_attributes import ALL
 from workflows.sweep import JourneyCounts, SweepCursor, SweepPlan
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -19,8 +19,6 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -29,7 +27,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.guardrails import suppression
 from starter.events import ProductProps, SegmentEvent
-from starter.ids import (
+from starter.rows import lookup
+from triggermail.ids import (
     abandoned_cart_id,
     anniversary_id,
     birthday_id,
@@ -40,9 +39,8 @@ from starter.ids import (
     review_request_id,
     welcome_id,
 )
-from starter.rows import lookup
-from triggermail.experiments import Winners
 from triggermail.journeys import LONGEST_CYCLE, BrowseAbandonment, JourneysConfig
+from triggermail.search_attributes import journey_attributes
 from triggermail.store import (
     Cart,
     CartLine,
@@ -56,6 +54,7 @@ from triggermail.store import (
     Review,
 )
 from triggermail.variants import HOLDOUT
+from triggermail.winners import Winners
 from workflows.abandoned_cart import AbandonedCartWorkflow
 from workflows.birthday import BirthdayWorkflow
 from workflows.browse_abandonment import BrowseAbandonmentWorkflow
@@ -63,7 +62,6 @@ from workflows.post_purchase import PostPurchaseWorkflow
 from workflows.reactivation import ReactivationWorkflow
 from workflows.replenishment import ReplenishmentWorkflow
 from workflows.review_request import ReviewRequestWorkflow
-from workflows.search_attributes import CUSTOMER_ID, JOURNEY
 from workflows.types import (
     AbandonedCartInput,
     BrowseAbandonmentInput,
@@ -711,13 +709,6 @@ async def deliver(client: Client, route: Route, *, task_queue: str) -> None:
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise  # NOT_FOUND: no journey running, nothing to end
-
-
-def journey_attributes(journey: str, customer_id: str) -> TypedSearchAttributes:
-    """What a journey starts with, so operators find it by customer at once."""
-    return TypedSearchAttributes(
-        [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY, journey)]
-    )
 
 
 def replenishment_key(match: str, product: Product) -> str | None:

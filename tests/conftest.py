@@ -17,8 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.fakes.sendgrid import FakeSendGrid
 from triggermail.migrate import upgrade
+from triggermail.search_attributes import ALL
 from triggermail.temporal import binary, register_search_attributes
-from workflows.search_attributes import ALL
 
 # The time-skipping server does not advertise heartbeat-on-failure, so the SDK's core warns
 # once per worker: hundreds of lines that bury pytest's summary. Errors still show;

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from triggermail.cli import app
+from triggermail.ops.cli import app
 
 
 def cli(dev_env: WorkflowEnvironment, args: list[str], **env: str) -> Result:

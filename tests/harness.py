@@ -24,7 +24,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
-from starter import Intake, IntakeResult
+from starter.intake import Intake, IntakeResult
 from starter.routing import journeys_of
 from tests.pii import history_text, personal_data_in
 from triggermail.journeys import Guardrails, JourneysConfig, load_journeys

@@ -28,8 +28,8 @@ from pydantic import (
 )
 
 from triggermail.durations import parse_duration
+from triggermail.specs import JourneySpec, StepSpec
 from triggermail.variants import HOLDOUT, assign_variant, in_holdout
-from workflows.types import JourneySpec, StepSpec
 
 
 class JourneysConfigError(Exception):

@@ -3,7 +3,7 @@
 A Temporal Schedule (``triggermail-experiments``) starts it every hour; ``triggermail
 experiments --decide`` does the same from the command line, without Temporal. One activity
 call reads the ledger, computes every configured experiment's figures and records the
-winners that are due (:func:`triggermail.experiments.evaluate`); the intake gives new
+winners that are due (:func:`triggermail.analytics.experiments.evaluate`); the intake gives new
 entries a winner from then on.
 """
 

@@ -21,12 +21,12 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     # Passed through so their datetime hints are the real datetime class: the sandbox's
     # restricted copy would not decode as one.
-    from activities.email import EmailActivities
-    from starter.ids import email_task_queue
     from triggermail.durations import format_duration
+    from triggermail.ids import email_task_queue
     from triggermail.localtime import utc_and_local
-    from workflows.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
+    from triggermail.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
     from workflows.types import (
+        SEND_EMAIL_ACTIVITY,
         JourneyExit,
         JourneyResult,
         JourneyStatus,
@@ -226,9 +226,10 @@ class Journey:
             else None
         )
         try:
-            result: SendResult = await workflow.execute_activity_method(
-                EmailActivities.send_email,
+            result = await workflow.execute_activity(
+                SEND_EMAIL_ACTIVITY,
                 request,
+                result_type=SendResult,
                 task_queue=queue,
                 start_to_close_timeout=SEND_TIMEOUT,
                 schedule_to_close_timeout=SEND_DEADLINE,

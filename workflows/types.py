@@ -10,41 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Re-exported: every journey's input carries one, and workflow code imports its types here.
+from triggermail.specs import JourneySpec as JourneySpec
+from triggermail.specs import StepSpec as StepSpec
 
-@dataclass(frozen=True)
-class StepSpec:
-    """One e-mail of a journey, snapshotted from the journeys TOML at entry."""
-
-    name: str
-    """Step name, unique within the journey (``"reminder"``)."""
-    after_s: float
-    """Seconds after the previous step (or entry, for the first step)."""
-    template: str
-    """Template name under ``templates/`` without suffix (``"abandoned_cart/reminder"``)."""
-    coupon_percent: int | None = None
-    """Percent off for a unique coupon created with this e-mail; ``None`` for no coupon."""
-    coupon_valid_s: float | None = None
-    """How long the coupon stays valid after it is created."""
-    recommendations: int = 0
-    """How many recommended products the e-mail shows (looked up when it is sent)."""
-    free_shipping: bool = False
-    """The e-mail offers free shipping."""
-    phase: str | None = None
-    """Win-back: ``offer``, ``value`` or ``farewell``."""
-    variant: str = "control"
-    """The A/B variant this customer was assigned at entry (its changes already applied
-    above); ``holdout`` for a customer who is never mailed."""
-    hold: bool = True
-    """False: the frequency cap and quiet hours never hold this e-mail back (an answer to
-    the customer's own action, such as the thank-you for an order)."""
-
-
-@dataclass(frozen=True)
-class JourneySpec:
-    """A journey's configuration as it was when the customer entered."""
-
-    name: str
-    steps: list[StepSpec]
+SEND_EMAIL_ACTIVITY = "send_email"
+"""The guarded send (``activities.email``), called by name: workflow code never imports
+the activities, whose SQLAlchemy, Jinja2 and SendGrid stay out of the sandbox."""
+SUNSET_AFTER_ACTIVITY = "sunset_after"
+"""Win-back: seconds of grace after the farewell (``activities.lapsed``)."""
+SUNSET_ACTIVITY = "sunset"
+"""Win-back: sunset the customer unless they reacted (``activities.lapsed``)."""
 
 
 @dataclass

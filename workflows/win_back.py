@@ -9,9 +9,10 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.lapsed import LapsedActivities
     from workflows.journey import STOP_REASONS, Journey
     from workflows.types import (
+        SUNSET_ACTIVITY,
+        SUNSET_AFTER_ACTIVITY,
         JourneyResult,
         LapsedInput,
         StepSpec,
@@ -68,16 +69,17 @@ class WinBackWorkflow(Journey):
         farewell = next((e for e in reversed(self.emails) if e.status in ("sent", "unknown")), None)
         if farewell is None or input.spec.steps[-1].name != farewell.step:
             return self.finish("completed")  # no farewell went out: nobody to say goodbye to
-        grace = await workflow.execute_activity_method(
-            LapsedActivities.sunset_after,
+        grace = await workflow.execute_activity(
+            SUNSET_AFTER_ACTIVITY,
+            result_type=float,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=LAPSED_RETRY,
         )
         sunset_at = farewell.at + timedelta(seconds=grace)
         if not await self.wait_for(SUNSET_STEP, sunset_at, why="an open, a click or an order"):
             return self.finish(self.exited.reason if self.exited else "completed")
-        result: SunsetResult = await workflow.execute_activity_method(
-            LapsedActivities.sunset,
+        result = await workflow.execute_activity(
+            SUNSET_ACTIVITY,
             SunsetInput(
                 customer_id=input.customer_id,
                 journey=self.journey_name,
@@ -88,6 +90,7 @@ class WinBackWorkflow(Journey):
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=LAPSED_RETRY,
             summary="sunset unless the customer reacted",
+            result_type=SunsetResult,
         )
         if result.sunset:
             return self.finish("sunset")

@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from tests.harness import Shop
-from triggermail.api import create_app
+from triggermail.web.api import create_app
 
 WRITE_KEY = "wk-shop-test"
 ADMIN_KEY = "admin-shop-test"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tests.api.conftest import ADMIN_KEY, WRITE_KEY, Api, basic
 from tests.harness import Shop
-from triggermail.cli import app
+from triggermail.ops.cli import app
 from triggermail.store import Suppression
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9}

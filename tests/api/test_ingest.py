@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio.client import WorkflowExecutionStatus
 
-from starter.ids import abandoned_cart_id
 from tests.api.conftest import ADMIN_KEY, Api, basic
 from tests.harness import Shop
+from triggermail.ids import abandoned_cart_id
 from triggermail.store import Cart, Event, Order
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9}

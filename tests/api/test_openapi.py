@@ -28,7 +28,7 @@ from schemathesis.core.result import Err
 
 from tests.api.conftest import ADMIN_KEY, WRITE_KEY, app_for, basic, serving
 from tests.harness import Shop
-from triggermail.api import ApiStartError, serve
+from triggermail.web.api import ApiStartError, serve
 
 EXAMPLES = 15
 CHECKS = [

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.ids import abandoned_cart_id
 from tests.api.conftest import WRITE_KEY, app_for, serving
 from tests.harness import Shop
+from triggermail.ids import abandoned_cart_id
 from triggermail.store import Event
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9}

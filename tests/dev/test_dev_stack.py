@@ -16,7 +16,7 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from tests.seed import free_port
-from triggermail.devstack import DEV_ADMIN_KEY, run_dev
+from triggermail.ops.devstack import DEV_ADMIN_KEY, run_dev
 from triggermail.settings import Settings
 from triggermail.store import EmailSend, make_engine, make_session_factory
 

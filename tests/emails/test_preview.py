@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from triggermail.cli import app
+from triggermail.ops.cli import app
 from triggermail.store import (
     Cart,
     CartLine,

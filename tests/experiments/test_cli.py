@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
 from tests.experiments.kit import NAME, journeys_toml, later_wins
-from triggermail.cli import app
+from triggermail.ops.cli import app
 from triggermail.store import Experiment, make_engine, make_session_factory
 
 

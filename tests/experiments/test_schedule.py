@@ -22,12 +22,12 @@ from activities.experiments import ExperimentActivities
 from tests.devserver import cli
 from tests.experiments.kit import NAME, NOW, later_wins
 from triggermail.journeys import JourneysConfig
-from triggermail.store import Experiment
-from triggermail.temporal import (
+from triggermail.ops.schedules import (
     EXPERIMENTS_SCHEDULE_ID,
     SWEEP_SCHEDULE_ID,
     apply_experiments_schedule,
 )
+from triggermail.store import Experiment
 from workflows.experiments import ExperimentsWorkflow
 
 

@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.ids import abandoned_cart_id
 from tests.fakes.sendgrid import FakeSendGrid
 from tests.seed import free_port
+from triggermail.ids import abandoned_cart_id
 from triggermail.migrate import upgrade
 from triggermail.store import EmailSend, make_engine
 from triggermail.temporal import binary, register_search_attributes
@@ -240,7 +240,7 @@ class ApiProcess(Process):
 
     async def start(self) -> None:
         # `triggermail api`, from this checkout (the console script would import the installed one).
-        command = [sys.executable, "-c", "from triggermail.cli import app; app()"]
+        command = [sys.executable, "-c", "from triggermail.ops.cli import app; app()"]
         self._spawn([*command, "api", "--port", str(self.port)], env=self.settings.env())
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient() as http:

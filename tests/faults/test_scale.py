@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from starter.ids import abandoned_cart_id
 from tests.faults.conftest import record
 from tests.faults.stack import Stack
+from triggermail.ids import abandoned_cart_id
 
 pytestmark = pytest.mark.faults
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.testing import WorkflowEnvironment
 
 from tests.harness import Shop
-from triggermail.api import create_app
+from triggermail.web.api import create_app
 
 SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 """Stands in for SendGrid's: it signs webhook bodies the way SendGrid does."""

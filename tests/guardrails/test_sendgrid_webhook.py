@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from tests.fakes.sendgrid import FakeSendGrid
 from tests.guardrails.conftest import SIGNING_KEY
 from tests.harness import Shop
+from triggermail.ids import abandoned_cart_id
 from triggermail.store import EmailEvent, EmailSend, Suppression
 from workflows.types import JourneyResult
 

@@ -12,8 +12,8 @@ import httpx
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from tests.harness import GUARDRAILS_OFF, Shop
+from triggermail.ids import abandoned_cart_id
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Suppression
 from workflows.types import JourneyResult

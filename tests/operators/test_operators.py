@@ -14,17 +14,17 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from starter.ids import abandoned_cart_id
 from tests.harness import Shop
-from triggermail.cli import app
+from triggermail.ids import abandoned_cart_id
 from triggermail.journeys import JourneysConfig, load_journeys
-from triggermail.operators import (
+from triggermail.ops.cli import app
+from triggermail.ops.operators import (
     cancel_journey,
     current_details,
     journey_timeline,
     list_journeys,
 )
-from workflows.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
+from triggermail.search_attributes import JOURNEY_STEP, NEXT_SEND_AT
 from workflows.types import JourneyResult, JourneyStatus
 
 T = TypeVar("T")

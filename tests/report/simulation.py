@@ -5,7 +5,7 @@ Everything between the customers and the report is production code: the HTTP int
 (Segment ``identify``/``track`` calls in ``/v1/batch``), the journeys and the worker's
 activities (guards, ledger, rendering, the SendGrid transport) on the time-skipping
 server, SendGrid's signed Event Webhook at ``/webhooks/sendgrid``, and
-:func:`triggermail.report.build_report`. Only SendGrid's API is a fake on loopback
+:func:`triggermail.analytics.report.build_report`. Only SendGrid's API is a fake on loopback
 (:class:`tests.fakes.sendgrid.FakeSendGrid`); the customers read what it received.
 
 The shop (``simulated_shop.toml``) has four journeys, and each customer belongs to one
@@ -63,15 +63,15 @@ from sqlalchemy import select
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id, browse_abandonment_id, post_purchase_id, welcome_id
 from starter.routing import ENDS_ON_PURCHASE
 from tests.fakes.sendgrid import FakeSendGrid
 from tests.guardrails.conftest import PUBLIC_KEY, shop_api
 from tests.guardrails.test_sendgrid_webhook import signed
 from tests.harness import Shop
 from tests.pii import history_text, personal_data_in
+from triggermail.analytics.report import Report, build_report, wilson
+from triggermail.ids import abandoned_cart_id, browse_abandonment_id, post_purchase_id, welcome_id
 from triggermail.journeys import JourneysConfig, load_journeys
-from triggermail.report import Report, build_report, wilson
 from triggermail.store import Customer, EmailSend
 
 CONFIG = Path(__file__).with_name("simulated_shop.toml")

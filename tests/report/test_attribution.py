@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from tests.report.builders import Store, at
-from triggermail.attribution import attribute_orders, credit, order_value
+from triggermail.analytics.attribution import attribute_orders, credit, order_value
 from triggermail.journeys import Attribution, JourneysConfigError, load_journeys
 from triggermail.store import Order
 
@@ -128,7 +128,7 @@ def test_two_currencies_are_credited_apart(session: Session, store: Store) -> No
 
 
 def test_credit_breaks_ties_by_send_id_whatever_the_order_of_touches() -> None:
-    from triggermail.attribution import Touch
+    from triggermail.analytics.attribution import Touch
 
     a = Touch("a", "abandoned_cart", "reminder", "control", "click", at())
     b = Touch("b", "abandoned_cart", "incentive", "control", "click", at())

@@ -16,7 +16,7 @@ from tests.guardrails.conftest import shop_api
 from tests.guardrails.test_sendgrid_webhook import TEE, signed
 from tests.harness import Shop
 from tests.report.builders import rows
-from triggermail.report import build_report
+from triggermail.analytics.report import build_report
 
 
 @pytest.fixture

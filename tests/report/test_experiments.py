@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from tests.report.builders import T0, Store, at
-from triggermail.experiments import Winners, evaluate, probability_best
+from triggermail.analytics.experiments import evaluate, probability_best
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import Experiment
+from triggermail.winners import Winners
 
 NAME = "abandoned_cart.reminder"
 NOW = T0 + timedelta(days=30)

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tests.report.builders import Store, at, rows
+from triggermail.analytics.report import Report, build_report, report_html, wilson
 from triggermail.journeys import JourneysConfig
-from triggermail.report import Report, build_report, report_html, wilson
 from triggermail.store import make_engine, make_session_factory, utcnow
 
 SCHEMA = Path(__file__).parents[2] / "docs" / "report.schema.json"
@@ -221,7 +221,7 @@ def test_html_is_one_self_contained_file_with_the_charts(
 def test_the_command_prints_tables_json_and_writes_html(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from triggermail.cli import app
+    from triggermail.ops.cli import app
 
     engine = make_engine(store_url)
     now = utcnow()

@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.devserver import cli
 from tests.sweep.kit import at, customer, journeys, sweep_worker
+from triggermail.ops.schedules import SWEEP_SCHEDULE_ID, apply_sweep_schedule
 from triggermail.store import SweepRun, make_engine, make_session_factory
-from triggermail.temporal import SWEEP_SCHEDULE_ID, apply_sweep_schedule
 
 
 @pytest.fixture

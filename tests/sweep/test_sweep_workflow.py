@@ -20,8 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.sweep.kit import at, customer, journeys, sweep_worker
 from triggermail.journeys import Sweep
+from triggermail.search_attributes import CUSTOMER_ID, JOURNEY
 from triggermail.store import make_engine, make_session_factory
-from workflows.search_attributes import CUSTOMER_ID, JOURNEY
 from workflows.sweep import SweepInput, SweepResult, SweepWorkflow
 
 D = date(2026, 11, 23)

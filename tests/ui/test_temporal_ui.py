@@ -23,12 +23,12 @@ import pytest
 import websockets
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from tests.harness import Shop
 from tests.seed import free_port
+from triggermail.ids import abandoned_cart_id
 from triggermail.journeys import JourneysConfig, load_journeys
+from triggermail.search_attributes import ALL
 from triggermail.temporal import binary
-from workflows.search_attributes import ALL
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("TRIGGERMAIL_UI_TESTS"),

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from starter.ids import reactivation_id, win_back_id
 from starter.routing import StartJourney, deliver
 from tests.guardrails.test_sendgrid_webhook import HOOK, signed
 from tests.harness import Shop
+from triggermail.ids import reactivation_id, win_back_id
 from triggermail.store import EmailSend, JourneyEntry, Suppression
 from workflows.types import LapsedInput
 

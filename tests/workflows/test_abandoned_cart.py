@@ -13,8 +13,8 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import abandoned_cart_id
 from tests.harness import Shop
+from triggermail.ids import abandoned_cart_id
 from triggermail.store import Order
 from worker import WORKFLOWS
 from workflows.types import JourneyResult

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from tests.fakes.sendgrid import ACCEPT, DROP, FakeSendGrid, error, rate_limited
 from tests.harness import Shop
+from triggermail.ids import abandoned_cart_id
 from workflows.types import JourneyResult
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9, "cart_id": "k-1"}

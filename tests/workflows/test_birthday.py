@@ -20,12 +20,12 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import anniversary_id, birthday_id
 from starter.routing import StartJourney, deliver, journeys_of
 from tests.harness import Shop
+from triggermail.ids import anniversary_id, birthday_id
 from triggermail.journeys import Guardrails
 from triggermail.store import Coupon
-from triggermail.unsubscribe import end_journeys
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult, OccasionInput
 

@@ -13,12 +13,12 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import browse_abandonment_id
 from tests.harness import Shop
+from triggermail.ids import browse_abandonment_id
 from triggermail.journeys import load_journeys
 from triggermail.store import Cart, CartLine, Order, Suppression
-from triggermail.unsubscribe import end_journeys
 from triggermail.variants import in_holdout
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 

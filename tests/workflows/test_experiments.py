@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from tests.harness import Shop
 from tests.workflows.test_abandoned_cart import TEE, abandon
+from triggermail.ids import abandoned_cart_id
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import Experiment
 from triggermail.variants import assign_variant, in_holdout

@@ -14,11 +14,11 @@ from temporalio.worker import Replayer, Worker
 
 from activities.email import EmailActivities
 from activities.rendering import Renderer
-from starter.ids import abandoned_cart_id, email_task_queue
 from tests.harness import GUARDRAILS_OFF, Shop
 from tests.workflows.rival import RivalJourney
+from triggermail.ids import abandoned_cart_id, email_task_queue
 from triggermail.journeys import Guardrails, JourneysConfig, QuietHours, load_journeys
-from triggermail.operators import current_details
+from triggermail.ops.operators import current_details
 from worker import WORKFLOWS
 from workflows.types import AbandonedCartInput, JourneyResult, JourneySpec, JourneyStatus, StepSpec
 

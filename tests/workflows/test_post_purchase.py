@@ -13,12 +13,12 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter import IntakeResult
-from starter.ids import post_purchase_id
+from starter.intake import IntakeResult
 from tests.harness import Shop
+from triggermail.ids import post_purchase_id
 from triggermail.journeys import Guardrails
 from triggermail.store import Order
-from triggermail.unsubscribe import end_journeys
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 

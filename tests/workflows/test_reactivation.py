@@ -19,10 +19,10 @@ from temporalio.worker import Replayer
 from tests.guardrails.conftest import shop_api
 from tests.harness import Shop
 from tests.workflows.lapsed import TEE, enter, lapsed_customer, sent
-from triggermail.customer_card import load_card
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Coupon, SurveyAnswer
+from triggermail.web.customer_card import load_card
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 

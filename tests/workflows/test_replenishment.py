@@ -15,11 +15,11 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import replenishment_id
 from tests.harness import Delivered, Shop
+from triggermail.ids import replenishment_id
 from triggermail.journeys import load_journeys
 from triggermail.store import Order, OrderLine
-from triggermail.unsubscribe import end_journeys
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.replenishment import REORDER_AFTER_EXIT
 from workflows.types import JourneyResult

@@ -14,10 +14,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import review_request_id
 from tests.harness import Delivered, Shop
+from triggermail.ids import review_request_id
 from triggermail.journeys import load_journeys
-from triggermail.unsubscribe import end_journeys
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 

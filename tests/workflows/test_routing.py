@@ -12,16 +12,16 @@ from urllib.parse import urlsplit
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import (
+from tests.guardrails.conftest import shop_api
+from tests.harness import Shop
+from triggermail.ids import (
     abandoned_cart_id,
     browse_abandonment_id,
     post_purchase_id,
     replenishment_id,
     review_request_id,
 )
-from tests.guardrails.conftest import shop_api
-from tests.harness import Shop
-from triggermail.customer_card import load_card
+from triggermail.web.customer_card import load_card
 from workflows.types import JourneyResult
 
 EVERY = ("abandoned_cart", "browse_abandonment", "post_purchase", "review_request", "replenishment")

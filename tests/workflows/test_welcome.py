@@ -12,10 +12,10 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import welcome_id
 from tests.harness import Shop
-from triggermail.operators import cancel_journey
-from triggermail.unsubscribe import end_journeys
+from triggermail.ids import welcome_id
+from triggermail.ops.operators import cancel_journey
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.types import JourneyResult
 

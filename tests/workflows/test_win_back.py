@@ -15,7 +15,6 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.ids import win_back_id
 from tests.guardrails.conftest import shop_api
 from tests.harness import Shop
 from tests.workflows.lapsed import (
@@ -26,8 +25,9 @@ from tests.workflows.lapsed import (
     sent,
     suppressions,
 )
+from triggermail.ids import win_back_id
 from triggermail.store import Coupon, Suppression
-from triggermail.unsubscribe import end_journeys
+from triggermail.web.unsubscribe import end_journeys
 from worker import WORKFLOWS
 from workflows.sweep import SweepInput, SweepWorkflow
 from workflows.types import JourneyResult

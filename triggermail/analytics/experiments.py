@@ -15,11 +15,8 @@ revisited (rename the experiment to start again).
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -27,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from triggermail.analytics.report import build_report
 from triggermail.journeys import JourneysConfig, Step
-from triggermail.report import build_report
 from triggermail.store import EmailSend, Experiment
 from triggermail.variants import CONTROL, HOLDOUT, assign_variant, in_holdout, unit
 
@@ -37,7 +34,6 @@ __all__ = [
     "HOLDOUT",
     "ExperimentStatus",
     "VariantFigures",
-    "Winners",
     "assign_variant",
     "evaluate",
     "in_holdout",
@@ -248,34 +244,3 @@ def _figure_dict(figures: VariantFigures) -> dict[str, Any]:
         "converted": figures.converted,
         "probability_best": figures.probability_best,
     }
-
-
-@dataclass
-class Winners:
-    """Decided winners by experiment name, for the intake and the sweep to start journeys
-    with; read from the store at most once per ``ttl``, and not at all without
-    experiments that can have one."""
-
-    ttl: timedelta = timedelta(seconds=30)
-    monotonic: Callable[[], float] = field(default=time.monotonic)
-    _winners: dict[str, str] = field(default_factory=dict)
-    _read_at: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def current(self, session: Session, config: JourneysConfig) -> dict[str, str]:
-        if not any(step.auto_winner for _, _, step in config.experiments()):
-            return {}
-        now = self.monotonic()
-        with self._lock:
-            if self._read_at is not None and now - self._read_at < self.ttl.total_seconds():
-                return self._winners
-        winners = {
-            name: winner
-            for name, winner in session.execute(
-                select(Experiment.name, Experiment.winner).where(Experiment.winner.is_not(None))
-            )
-            if winner is not None
-        }
-        with self._lock:
-            self._winners, self._read_at = winners, now
-        return winners

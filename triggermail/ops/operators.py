@@ -17,8 +17,8 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from triggermail.durations import format_duration
+from triggermail.search_attributes import CUSTOMER_ID, JOURNEY, JOURNEY_STEP, NEXT_SEND_AT
 from workflows.abandoned_cart import AbandonedCartWorkflow
-from workflows.search_attributes import CUSTOMER_ID, JOURNEY, JOURNEY_STEP, NEXT_SEND_AT
 from workflows.types import CartActivity, JourneyExit, JourneyResult, JourneyStatus, SendResult
 
 SIGNAL_TYPES: dict[str, type] = {"exit": JourneyExit, "cart_activity": CartActivity}

@@ -3,7 +3,7 @@
 One assembly serves ``GET /v1/customers/{id}`` and ``triggermail customer ID``: the
 profile and consent, the events timeline (when each happened and when we received
 it), every e-mail with its journey, step and status, and the journeys Temporal is
-running now, found through the deterministic workflow IDs in ``starter.ids``.
+running now, found through the deterministic workflow IDs in ``triggermail.ids``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.guardrails import suppressions_of
-from starter.ids import customer_journey_ids
 from starter.routing import journey_ids
+from triggermail.ids import customer_journey_ids
 from triggermail.store import Customer, EmailSend, Event, Identity, SurveyAnswer, utcnow
 from workflows.types import JourneyStatus
 

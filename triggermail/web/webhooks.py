@@ -33,9 +33,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from triggermail.store import EmailEvent, EmailSend, Suppression
-from triggermail.unsubscribe import end_journeys
+from triggermail.web.unsubscribe import end_journeys
 
-log = logging.getLogger("triggermail.webhooks")
+log = logging.getLogger("triggermail.web.webhooks")
 
 MAX_SKEW = timedelta(minutes=10)
 """A signed request older (or newer) than this is a replay, or a clock to fix."""

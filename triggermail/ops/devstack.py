@@ -21,22 +21,20 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from starter.ids import abandoned_cart_id
 from starter.intake import Intake
-from triggermail.demo import STORIES, Demo
+from triggermail.ids import abandoned_cart_id
 from triggermail.journeys import load_journeys
 from triggermail.migrate import upgrade
-from triggermail.settings import DEFAULT_DATA_DIR, Settings
-from triggermail.store import make_engine, make_session_factory
-from triggermail.temporal import (
+from triggermail.ops.demo import STORIES, Demo
+from triggermail.ops.schedules import (
     EXPERIMENTS_SCHEDULE_ID,
     SWEEP_SCHEDULE_ID,
     apply_experiments_schedule,
     apply_sweep_schedule,
-    binary,
-    metrics_runtime,
-    register_search_attributes,
 )
+from triggermail.settings import DEFAULT_DATA_DIR, Settings
+from triggermail.store import make_engine, make_session_factory
+from triggermail.temporal import binary, metrics_runtime, register_search_attributes
 from worker import build_worker, make_transport
 from workflows.types import JourneyResult
 
@@ -136,7 +134,7 @@ async def run_dev(
                 executor=executor,
             )
             async with worker, asyncio.TaskGroup() as tasks:
-                from triggermail.api import serve
+                from triggermail.web.api import serve
 
                 tasks.create_task(serve(settings, host="127.0.0.1", port=api_port, client=client))
                 _banner(console, settings, api_port=api_port, ui_port=ui_port)

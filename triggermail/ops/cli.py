@@ -13,7 +13,7 @@ from rich.console import Console
 from triggermail.settings import Settings
 
 if TYPE_CHECKING:
-    from triggermail.experiments import ExperimentStatus
+    from triggermail.analytics.experiments import ExperimentStatus
     from triggermail.journeys import JourneysConfig
 
 app = typer.Typer(
@@ -63,8 +63,8 @@ def dev(
 ) -> None:
     """Run everything locally: Temporal dev server + UI (:8233), store, worker, API, demo shop."""
     from activities.rendering import TemplateError
-    from triggermail.devstack import DevError, run_dev
     from triggermail.journeys import JourneysConfigError
+    from triggermail.ops.devstack import DevError, run_dev
 
     _logging(False)
     logging.getLogger("temporalio").setLevel(logging.WARNING)
@@ -122,7 +122,7 @@ def journeys_list(
     """Journeys by customer, journey and state, newest first."""
     from rich.table import Table
 
-    from triggermail.operators import list_journeys
+    from triggermail.ops.operators import list_journeys
     from triggermail.temporal import connect
 
     async def fetch() -> list[Any]:
@@ -154,7 +154,7 @@ def journeys_show(
     """A journey's timeline: entry, waits, sends with their status, exit and why."""
     from rich.table import Table
 
-    from triggermail.operators import journey_timeline, send_ids
+    from triggermail.ops.operators import journey_timeline, send_ids
     from triggermail.temporal import connect
 
     async def fetch() -> Any:
@@ -208,7 +208,7 @@ def journeys_cancel(
     """End a journey gracefully: no e-mail after this, the reason recorded."""
     from temporalio.service import RPCError
 
-    from triggermail.operators import cancel_journey
+    from triggermail.ops.operators import cancel_journey
     from triggermail.temporal import connect
 
     async def cancel() -> None:
@@ -258,15 +258,15 @@ def schedules_apply() -> None:
     Overlaps are skipped. Applying again updates them; a Schedule an operator paused
     stays paused.
     """
-    from triggermail.temporal import (
+    from triggermail.ops.schedules import (
         EXPERIMENTS_CATCH_UP,
         EXPERIMENTS_SCHEDULE_ID,
         SWEEP_CATCH_UP,
         SWEEP_SCHEDULE_ID,
         apply_experiments_schedule,
         apply_sweep_schedule,
-        connect,
     )
+    from triggermail.temporal import connect
 
     settings = Settings()
     journeys = _journeys_or_exit(settings, "schedule not applied")
@@ -313,7 +313,7 @@ def sweep(
     from rich.table import Table
     from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-    from starter.ids import sweep_id
+    from triggermail.ids import sweep_id
     from triggermail.temporal import connect
     from workflows.sweep import SweepInput, SweepResult
 
@@ -399,7 +399,7 @@ def preview(
 
     from activities.rendering import Renderer, TemplateError
     from triggermail.journeys import JourneysConfigError, load_journeys
-    from triggermail.preview import (
+    from triggermail.ops.preview import (
         PreviewError,
         gallery,
         render_customer,
@@ -472,7 +472,7 @@ def api(
 
     TRIGGERMAIL_ADMIN_KEY opens GET /v1/customers/ID. Temporal: TEMPORAL_ADDRESS.
     """
-    from triggermail.api import ApiStartError, serve
+    from triggermail.web.api import ApiStartError, serve
 
     settings = Settings()
     if settings.write_key is None or not settings.write_key.get_secret_value():
@@ -499,9 +499,9 @@ def customer(
     """The customer card: profile, consent, events, e-mails sent, journeys running now."""
     from sqlalchemy.exc import DBAPIError
 
-    from triggermail.customer_card import CustomerCard, card_renderable, load_card
     from triggermail.store import make_engine, make_session_factory
     from triggermail.temporal import connect, connect_config
+    from triggermail.web.customer_card import CustomerCard, card_renderable, load_card
 
     settings = Settings()
 
@@ -563,9 +563,9 @@ def report(
 
     from sqlalchemy.exc import DBAPIError
 
+    from triggermail.analytics.report import build_report, report_html, report_renderable
     from triggermail.durations import parse_duration
     from triggermail.journeys import JOURNEY_NAMES
-    from triggermail.report import build_report, report_html, report_renderable
     from triggermail.store import make_engine, make_session_factory, utcnow
 
     try:

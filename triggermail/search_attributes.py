@@ -7,7 +7,7 @@ the tests register them on their own servers.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY = SearchAttributeKey.for_keyword("Journey")
@@ -16,3 +16,10 @@ JOURNEY_STEP = SearchAttributeKey.for_keyword("JourneyStep")
 NEXT_SEND_AT = SearchAttributeKey.for_datetime("NextSendAt")
 
 ALL = (CUSTOMER_ID, JOURNEY, JOURNEY_STEP, NEXT_SEND_AT)
+
+
+def journey_attributes(journey: str, customer_id: str) -> TypedSearchAttributes:
+    """What a journey starts with, so operators find it by customer at once."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(CUSTOMER_ID, customer_id), SearchAttributePair(JOURNEY, journey)]
+    )

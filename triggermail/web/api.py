@@ -37,19 +37,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
-from starter import EventError, Intake, IntakeResult, IntakeUnavailable, SegmentEvent, parse_event
-from triggermail.api_metrics import ApiMetrics
-from triggermail.customer_card import CustomerCard, load_card
+from starter.events import EventError, SegmentEvent, parse_event
+from starter.intake import Intake, IntakeResult, IntakeUnavailable
 from triggermail.journeys import JourneysConfig, load_journeys
-from triggermail.outbox_viewer import outbox_router
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
-from triggermail.survey import survey_router
 from triggermail.temporal import connect
-from triggermail.unsubscribe import unsubscribe_router
-from triggermail.webhooks import sendgrid_webhook_router
+from triggermail.web.api_metrics import ApiMetrics
+from triggermail.web.customer_card import CustomerCard, load_card
+from triggermail.web.outbox_viewer import outbox_router
+from triggermail.web.survey import survey_router
+from triggermail.web.unsubscribe import unsubscribe_router
+from triggermail.web.webhooks import sendgrid_webhook_router
 
-log = logging.getLogger("triggermail.api")
+log = logging.getLogger("triggermail.web.api")
 
 MAX_EVENT_BYTES = 32 * 1024
 """Segment's limit for one call, alone or inside a batch."""

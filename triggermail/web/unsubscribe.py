@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.ids import customer_journey_ids
 from starter.routing import journey_ids
+from triggermail.ids import customer_journey_ids
 from triggermail.journeys import Shop
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
@@ -32,7 +32,7 @@ from triggermail.store import EmailSend, Suppression
 from workflows.journey import Journey
 from workflows.types import JourneyExit
 
-log = logging.getLogger("triggermail.unsubscribe")
+log = logging.getLogger("triggermail.web.unsubscribe")
 
 SIGNAL_TIMEOUT = timedelta(seconds=5)
 """The customer (or SendGrid) waits for the answer; the suppression is already stored."""

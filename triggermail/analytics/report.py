@@ -20,7 +20,7 @@ suppressions); Temporal is never asked. The figures, per journey, step and varia
   exit; the tail gives the last e-mail (often an incentive) the same chance as the others.
   Entries still inside their window count as not converted yet.
 * **conversion rate** — converted / entered, with a 95 % Wilson score interval.
-* **revenue** — orders credited to the step's e-mails by :mod:`triggermail.attribution`,
+* **revenue** — orders credited to the step's e-mails by :mod:`triggermail.analytics.attribution`,
   per currency, for orders placed in the period (whenever the e-mail went).
 * **lift** — conversion rate of mailed entries over that of the holdout (entries whose
   ledger rows are ``skipped`` with reason ``holdout``), minus one; only on the journey's
@@ -56,7 +56,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from triggermail.attribution import CHUNK, Attributed, asked_between, attribute_orders
+from triggermail.analytics.attribution import CHUNK, Attributed, asked_between, attribute_orders
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, EmailEvent, EmailSend, Order, Suppression
 

@@ -29,9 +29,9 @@ from activities.lapsed import SURVEY_ANSWERS
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
 from triggermail.store import EmailSend, SurveyAnswer
-from triggermail.unsubscribe import Token, _page, _shop
+from triggermail.web.unsubscribe import Token, _page, _shop
 
-log = logging.getLogger("triggermail.survey")
+log = logging.getLogger("triggermail.web.survey")
 
 Answer = Literal["price", "quality", "delivery", "checkout", "other"]
 assert set(Answer.__args__) == set(SURVEY_ANSWERS)  # type: ignore[attr-defined]
