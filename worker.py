@@ -34,33 +34,18 @@ from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
 from triggermail.store import make_engine, make_session_factory, utcnow
 from triggermail.temporal import connect, missing_search_attributes
-from workflows.abandoned_cart import AbandonedCartWorkflow
-from workflows.birthday import BirthdayWorkflow
-from workflows.browse_abandonment import BrowseAbandonmentWorkflow
 from workflows.experiments import ExperimentsWorkflow
-from workflows.post_purchase import PostPurchaseWorkflow
-from workflows.reactivation import ReactivationWorkflow
-from workflows.replenishment import ReplenishmentWorkflow
-from workflows.review_request import ReviewRequestWorkflow
+from workflows.registry import JOURNEYS
 from workflows.sweep import SweepWorkflow
-from workflows.welcome import WelcomeWorkflow
-from workflows.win_back import WinBackWorkflow
 
 log = logging.getLogger("triggermail.worker")
 
-WORKFLOWS = [
+WORKFLOWS: list[type] = [
     SweepWorkflow,
     ExperimentsWorkflow,
-    AbandonedCartWorkflow,
-    BrowseAbandonmentWorkflow,
-    PostPurchaseWorkflow,
-    ReviewRequestWorkflow,
-    ReplenishmentWorkflow,
-    WelcomeWorkflow,
-    BirthdayWorkflow,
-    ReactivationWorkflow,
-    WinBackWorkflow,
+    *(journey.workflow for journey in JOURNEYS),
 ]
+"""The two scheduled workflows and every journey of the registry."""
 
 
 class ConfigError(Exception):

@@ -24,9 +24,10 @@ from activities.recommendations import recommend
 from triggermail.birthdays import birthday_on
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, CartLine, Customer, Order, OrderLine, Product, Review
+from workflows import registry
 from workflows.types import SendEmailInput
 
-PRODUCT_JOURNEYS = frozenset({"browse_abandonment", "replenishment"})
+PRODUCT_JOURNEYS = frozenset(j.name for j in registry.JOURNEYS if j.needs_products)
 """Journeys whose e-mail is about products it names: without one in stock, no e-mail."""
 
 

@@ -20,6 +20,7 @@ from temporalio import activity
 from activities.guardrails import lock_customer
 from triggermail.journeys import JourneysConfig, Reactivation, WinBack
 from triggermail.store import EmailEvent, EmailSend, Order, Suppression, utcnow
+from workflows import registry
 from workflows.types import (
     SUNSET_ACTIVITY,
     SUNSET_AFTER_ACTIVITY,
@@ -28,7 +29,7 @@ from workflows.types import (
     SunsetResult,
 )
 
-LAPSED_JOURNEYS = frozenset({"reactivation", "win_back"})
+LAPSED_JOURNEYS = registry.about("lapse")
 SURVEY_ANSWERS = ("price", "quality", "delivery", "checkout", "other")
 """Why a customer stopped buying, as the reactivation survey asks it; stored as is."""
 REACTIONS = ("open", "click")

@@ -51,6 +51,7 @@ from babel.support import NullTranslations, Translations
 from markupsafe import Markup
 
 from triggermail.journeys import JourneysConfig
+from workflows import registry
 
 SOURCE_LOCALE = "en"
 """The language the templates are written in; it needs no catalog."""
@@ -788,13 +789,13 @@ SAMPLE_PRODUCTS = [
 """Deliberately varied: a quantity above one, a product without an image (the tote), a
 price with a thousands separator."""
 
-CART_JOURNEYS = frozenset({"abandoned_cart"})
+CART_JOURNEYS = registry.about("cart")
 """Journeys whose e-mails show the customer's cart."""
 
-VIEW_JOURNEYS = frozenset({"browse_abandonment"})
+VIEW_JOURNEYS = registry.about("views")
 """Journeys whose ``products`` are the ones the customer viewed, most recent first."""
 
-ORDER_JOURNEYS = frozenset({"post_purchase", "review_request", "replenishment"})
+ORDER_JOURNEYS = registry.about("order")
 """Journeys about one order: they read ``order``, and ``products`` come from it."""
 
 SAMPLE_CATALOG: dict[str, tuple[str, str | None, str | None, str | None, bool]] = {

@@ -40,11 +40,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.segments import segment_of, vip_threshold
 from triggermail.birthdays import month_day
-from triggermail.ids import anniversary_id, birthday_id, reactivation_id, win_back_id
 from triggermail.journeys import JourneysConfig
 from triggermail.search_attributes import journey_attributes
 from triggermail.store import Customer, JourneyEntry, Suppression, SweepRun, utcnow
 from triggermail.winners import Winners
+from workflows import registry
 from workflows.sweep import (
     FINISH_ACTIVITY,
     KINDS,
@@ -65,30 +65,25 @@ CONCURRENT_STARTS = 32
 """Journey starts in flight at once within a page."""
 AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
-WORKFLOW_TYPES = {
-    "reactivation": "ReactivationWorkflow",
-    "win_back": "WinBackWorkflow",
-    "birthday": "BirthdayWorkflow",
-    "anniversary": "BirthdayWorkflow",
-}
-"""Started by type name: the sweep needs none of the journeys' code."""
-JOURNEY_OF = {
-    "reactivation": "reactivation",
-    "win_back": "win_back",
-    "birthday": "birthday",
-    "anniversary": "birthday",
-}
+JOURNEY_OF = {kind: journey.name for kind, journey in registry.SWEPT.items()}
 """The journeys TOML table (and ``Journey`` search attribute) of each kind."""
-SUMMARY = {
-    "reactivation": "Reactivation",
-    "win_back": "Win-back",
-    "birthday": "Birthday",
-    "anniversary": "Anniversary",
-}
-OTHER_LAPSED = {"reactivation": win_back_id, "win_back": reactivation_id}
-"""A lapsed customer is in one of the two at a time: the other kind's ID for the lapse."""
-LAPSED_ID = {"reactivation": reactivation_id, "win_back": win_back_id}
-OCCASION_ID = {"birthday": birthday_id, "anniversary": anniversary_id}
+SWEPT_ID = {kind: journey.sweep_kinds[kind] for kind, journey in registry.SWEPT.items()}
+"""Each kind's ID scheme."""
+LAPSED = {kind for kind, journey in registry.SWEPT.items() if journey.keyed_by == "lapse"}
+"""The kinds read by last order; the others by the day of an occasion."""
+
+
+def summary(kind: str) -> str:
+    """What the Temporal UI shows of a swept journey: its title, or the kind's own name where
+    one journey has several (a birthday, an anniversary)."""
+    journey = registry.SWEPT[kind]
+    return journey.title if len(journey.sweep_kinds) == 1 else kind.replace("_", " ").capitalize()
+
+
+def other_lapsed(kind: str, customer_id: str, key: str) -> list[str]:
+    """A lapsed customer is in one lapsed journey at a time: the other kinds' IDs for the
+    lapse."""
+    return [SWEPT_ID[other](customer_id, key) for other in sorted(LAPSED - {kind})]
 
 
 SUPPRESSION = (
@@ -136,8 +131,8 @@ class Candidate:
     workflow_id: str
     input: LapsedInput | OccasionInput
     segment: str | None = None
-    other_id: str | None = None
-    """The other lapsed journey's ID, started for the same lapse (checked in Temporal)."""
+    other_ids: tuple[str, ...] = ()
+    """The other lapsed journeys' IDs for the same lapse (checked in Temporal)."""
     day_ends_at: datetime | None = None
     """Birthdays and anniversaries: the end of the day in the customer's timezone (UTC)."""
 
@@ -299,9 +294,11 @@ class SweepActivities:
             journey = JOURNEY_OF[kind]
             if not self.journeys.is_enabled(journey):
                 continue
-            if journey == "birthday":
-                steps = {step.name for step in self.journeys.birthday.steps}  # type: ignore[union-attr]
-                if kind not in steps:
+            if kind != journey:
+                # A journey started by more than one kind (the birthday journey by a
+                # birthday and an anniversary): each is a step of its own, or off.
+                config = getattr(self.journeys, journey)
+                if kind not in {step.name for step in config.steps}:
                     continue
             kinds.append(kind)
         return kinds
@@ -328,7 +325,7 @@ class SweepActivities:
         with self.sessions() as session:
             query = (
                 self._lapsed_query(plan, cursor)
-                if kind in OTHER_LAPSED
+                if kind in LAPSED
                 else self._occasion_query(plan, cursor)
             )
             # One statement needs no transaction around it (two round trips fewer a page);
@@ -355,7 +352,7 @@ class SweepActivities:
                 spec = self.journeys.spec(journey, customer_id=customer_id, winners=winners)
             candidate = (
                 self._lapsed(kind, customer_id, timezone, columns, spec, threshold, now)
-                if kind in OTHER_LAPSED
+                if kind in LAPSED
                 else self._occasion(kind, customer_id, timezone, columns, spec, days)
             )
             if candidate is None:
@@ -420,7 +417,7 @@ class SweepActivities:
     ) -> SweepCursor | None:
         if len(customers) == size:
             last = customers[-1]
-            lapsed = cursor.kind in OTHER_LAPSED and last.last_order_at is not None
+            lapsed = cursor.kind in LAPSED and last.last_order_at is not None
             key = last.last_order_at.isoformat() if lapsed and last.last_order_at else None
             return SweepCursor(cursor.kind, after_key=key, after_id=last.id)
         later = plan.kinds[plan.kinds.index(cursor.kind) + 1 :]
@@ -442,7 +439,7 @@ class SweepActivities:
         return Candidate(
             kind=kind,
             customer_id=customer_id,
-            workflow_id=LAPSED_ID[kind](customer_id, key),
+            workflow_id=SWEPT_ID[kind](customer_id, key),
             input=LapsedInput(
                 customer_id=customer_id,
                 entered_at=now,
@@ -453,7 +450,7 @@ class SweepActivities:
                 timezone=timezone,
             ),
             segment=segment,
-            other_id=OTHER_LAPSED[kind](customer_id, key),
+            other_ids=tuple(other_lapsed(kind, customer_id, key)),
         )
 
     def _occasion(
@@ -478,7 +475,7 @@ class SweepActivities:
         return Candidate(
             kind=kind,
             customer_id=customer_id,
-            workflow_id=OCCASION_ID[kind](customer_id, day.year),
+            workflow_id=SWEPT_ID[kind](customer_id, day.year),
             day_ends_at=day_ends_at,
             input=OccasionInput(
                 customer_id=customer_id,
@@ -544,14 +541,13 @@ class SweepActivities:
 
     async def _others_running(self, candidates: list[Candidate]) -> set[str]:
         """The candidates whose other lapsed journey runs for the same lapse."""
-        checks = [c for c in candidates if c.other_id is not None]
+        checks = [c for c in candidates if c.other_ids]
         limit = asyncio.Semaphore(CONCURRENT_STARTS)
 
-        async def running(candidate: Candidate) -> bool:
-            assert candidate.other_id is not None
+        async def running(workflow_id: str) -> bool:
             async with limit:
                 try:
-                    described = await self.client.get_workflow_handle(candidate.other_id).describe(
+                    described = await self.client.get_workflow_handle(workflow_id).describe(
                         rpc_timeout=RPC_TIMEOUT
                     )
                 except RPCError as err:
@@ -560,7 +556,10 @@ class SweepActivities:
                     raise
             return described.status == WorkflowExecutionStatus.RUNNING
 
-        results = await asyncio.gather(*(running(c) for c in checks))
+        async def any_running(candidate: Candidate) -> bool:
+            return any([await running(other) for other in candidate.other_ids])
+
+        results = await asyncio.gather(*(any_running(c) for c in checks))
         return {c.workflow_id for c, busy in zip(checks, results, strict=True) if busy}
 
     async def _start_all(self, candidates: list[Candidate]) -> list[str]:
@@ -576,7 +575,7 @@ class SweepActivities:
         """Start one journey: ``started``, or ``already_started`` when an earlier sweep did."""
         try:
             handle = await self.client.start_workflow(
-                WORKFLOW_TYPES[candidate.kind],
+                registry.SWEPT[candidate.kind].workflow_type,
                 candidate.input,
                 id=candidate.workflow_id,
                 task_queue=self.task_queue,
@@ -587,7 +586,7 @@ class SweepActivities:
                 search_attributes=journey_attributes(
                     JOURNEY_OF[candidate.kind], candidate.customer_id
                 ),
-                static_summary=f"{SUMMARY[candidate.kind]} · customer {candidate.customer_id}",
+                static_summary=f"{summary(candidate.kind)} · customer {candidate.customer_id}",
                 rpc_timeout=RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:

@@ -30,10 +30,7 @@ from starter.events import ProductProps, SegmentEvent
 from starter.rows import lookup
 from triggermail.ids import (
     abandoned_cart_id,
-    anniversary_id,
-    birthday_id,
     browse_abandonment_id,
-    customer_journey_ids,
     post_purchase_id,
     replenishment_id,
     review_request_id,
@@ -55,13 +52,8 @@ from triggermail.store import (
 )
 from triggermail.variants import HOLDOUT
 from triggermail.winners import Winners
-from workflows.abandoned_cart import AbandonedCartWorkflow
-from workflows.birthday import BirthdayWorkflow
-from workflows.browse_abandonment import BrowseAbandonmentWorkflow
-from workflows.post_purchase import PostPurchaseWorkflow
-from workflows.reactivation import ReactivationWorkflow
-from workflows.replenishment import ReplenishmentWorkflow
-from workflows.review_request import ReviewRequestWorkflow
+from workflows import browse_abandonment, registry
+from workflows.registry import customer_journey_ids, keyed_by
 from workflows.types import (
     AbandonedCartInput,
     BrowseAbandonmentInput,
@@ -76,30 +68,12 @@ from workflows.types import (
     ReviewRequestInput,
     WelcomeInput,
 )
-from workflows.welcome import WelcomeWorkflow
-from workflows.win_back import WinBackWorkflow
 
 CART_EVENTS = frozenset({"Product Added", "Product Removed", "Checkout Started"})
 RPC_TIMEOUT = timedelta(seconds=10)
 """A Temporal call slower than this is answered 503, well before an SDK's own timeout."""
 
-JOURNEY_WORKFLOWS: dict[str, Any] = {
-    "abandoned_cart": AbandonedCartWorkflow,
-    "browse_abandonment": BrowseAbandonmentWorkflow,
-    "post_purchase": PostPurchaseWorkflow,
-    "review_request": ReviewRequestWorkflow,
-    "replenishment": ReplenishmentWorkflow,
-    "welcome": WelcomeWorkflow,
-    "birthday": BirthdayWorkflow,
-    "reactivation": ReactivationWorkflow,
-    "win_back": WinBackWorkflow,
-}
-"""Each journey's workflow class; its ``title`` names it in the Temporal UI."""
-
-ENDS_ON_PURCHASE: dict[str, Callable[[str], str]] = {
-    "abandoned_cart": abandoned_cart_id,
-    "browse_abandonment": browse_abandonment_id,
-}
+ENDS_ON_PURCHASE = [j for j in keyed_by("customer") if j.ends_on_purchase]
 """Journeys an order ends, by the customer-keyed ID they run under. Every one is
 signalled, enabled or not: a journey started before it was switched off still runs."""
 
@@ -112,7 +86,7 @@ MAX_VIEWS_READ = 200
 """A visit's views read to count one product's: a bot's thousands are no customer's."""
 ORDER_JOURNEYS_HORIZON = timedelta(days=400)
 """How far back a customer's orders may still have journeys running (a year's cycle)."""
-LAPSED_JOURNEYS = ("reactivation", "win_back")
+LAPSED_JOURNEYS = [j.name for j in keyed_by("lapse")]
 """Journeys keyed by customer and lapse, found from the entries the daily sweep records."""
 
 
@@ -167,9 +141,10 @@ class Router:
         if name == "Order Completed":
             order_id = event.order().order_id
             routes += [
-                ExitJourney(workflow_id(customer_id), "purchase", at, ref=order_id)
-                for journey, workflow_id in ENDS_ON_PURCHASE.items()
-                if journey != "browse_abandonment" or self._may_browse(session, customer_id, at)
+                ExitJourney(ended.workflow_id(customer_id), "purchase", at, ref=order_id)
+                for ended in ENDS_ON_PURCHASE
+                if ended is not browse_abandonment.JOURNEY
+                or self._may_browse(session, customer_id, at)
             ]
             routes += [
                 ExitJourney(workflow_id, "purchase", at, ref=order_id)
@@ -674,7 +649,7 @@ async def deliver(client: Client, route: Route, *, task_queue: str) -> None:
         RPCError: Temporal refused or is unreachable (the intake answers 503 or 4xx).
     """
     if isinstance(route, StartJourney):
-        workflow = JOURNEY_WORKFLOWS[route.journey]
+        workflow = registry.journey(route.journey).workflow
         try:
             await client.start_workflow(
                 workflow.run,
@@ -738,26 +713,34 @@ def journeys_of(
             .options(selectinload(Order.lines))
         )
     )
-    ids["post_purchase"] = [post_purchase_id(order.id) for order in orders]
-    ids["review_request"] = [review_request_id(order.id) for order in orders]
-    # A replenishment counts from an order as old as the longest cycle a product may have.
-    product_ids = set(
-        session.scalars(
-            select(OrderLine.product_id)
-            .join(Order, Order.id == OrderLine.order_id)
-            .where(Order.customer_id == customer_id, Order.placed_at >= now - LONGEST_CYCLE)
-            .distinct()
+    for per_order in keyed_by("order"):
+        ids[per_order.name] = [per_order.workflow_id(order.id) for order in orders]
+    per_product = keyed_by("product")
+    if per_product:
+        # A replenishment counts from an order as old as the longest cycle a product may have.
+        product_ids = set(
+            session.scalars(
+                select(OrderLine.product_id)
+                .join(Order, Order.id == OrderLine.order_id)
+                .where(Order.customer_id == customer_id, Order.placed_at >= now - LONGEST_CYCLE)
+                .distinct()
+            )
         )
-    )
-    products = list(session.scalars(select(Product).where(Product.id.in_(product_ids))))
-    matches = [match] if match else ["product", "category"]
-    keys = {replenishment_key(m, product) for product in products for m in matches}
-    ids["replenishment"] = sorted(replenishment_id(customer_id, k) for k in keys if k)
+        products = list(session.scalars(select(Product).where(Product.id.in_(product_ids))))
+        matches = [match] if match else ["product", "category"]
+        keys = {replenishment_key(m, product) for product in products for m in matches}
+        for keyed in per_product:
+            ids[keyed.name] = sorted(keyed.workflow_id(customer_id, k) for k in keys if k)
     ids.update(lapsed_journeys(session, customer_id, now))
     # The sweep starts a greeting the day before its day (on 31 December, next year's), and
     # a 31 December greeting behind UTC is still waiting on 1 January UTC (last year's).
     years = (now.year - 1, now.year, now.year + 1)
-    ids["birthday"] = [f(customer_id, y) for y in years for f in (birthday_id, anniversary_id)]
+    for occasion in keyed_by("occasion"):
+        ids[occasion.name] = [
+            workflow_id(customer_id, y)
+            for y in years
+            for workflow_id in occasion.sweep_kinds.values()
+        ]
     return ids
 
 

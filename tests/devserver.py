@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from temporalio.client import ScheduleHandle
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
@@ -16,3 +19,18 @@ def cli(dev_env: WorkflowEnvironment, args: list[str], **env: str) -> Result:
     return CliRunner().invoke(
         app, args, env={"TEMPORAL_ADDRESS": target, "TEMPORAL_NAMESPACE": "default", **env}
     )
+
+
+async def pause_in_effect(handle: ScheduleHandle, *, note: str) -> None:
+    """Pause a Schedule as an operator does, and wait until the cluster shows it paused.
+
+    A pause is a signal to the Schedule's own workflow: a ``describe`` (and so an update
+    built on one) right after it may still see it running, and the update would then
+    write the pause away. An operator's pause is in effect before anyone applies again.
+    """
+    await handle.pause(note=note)
+    for _ in range(100):
+        if (await handle.describe()).schedule.state.paused:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"schedule {handle.id} still not paused")

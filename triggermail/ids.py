@@ -74,17 +74,3 @@ def anniversary_id(customer_id: str, year: int) -> str:
 def sweep_id(day: str) -> str:
     """One sweep per day: running it twice finds the first."""
     return f"sweep/{day}"
-
-
-CUSTOMER_JOURNEYS = {
-    "abandoned_cart": abandoned_cart_id,
-    "browse_abandonment": browse_abandonment_id,
-    "welcome": welcome_id,
-}
-"""Every journey that runs at most once per customer, by its name in the journeys TOML."""
-
-
-def customer_journey_ids(customer_id: str) -> dict[str, str]:
-    """Where a customer's one-per-customer journeys run, by journey name (the journeys keyed
-    by order or product are found from the store: ``starter.routing.journeys_of``)."""
-    return {name: workflow_id(customer_id) for name, workflow_id in CUSTOMER_JOURNEYS.items()}

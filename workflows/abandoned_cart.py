@@ -8,6 +8,8 @@ from functools import partial
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import (
         AbandonedCartInput,
@@ -87,3 +89,15 @@ class AbandonedCartWorkflow(Journey):
             if stop is not None:
                 return self.finish(stop)
         return self.finish(self.exited.reason if self.exited else "completed")
+
+
+JOURNEY = JourneyDef(
+    workflow=AbandonedCartWorkflow,
+    keyed_by="customer",
+    workflow_id=ids.abandoned_cart_id,
+    # identify: a visitor who filled a cart and then logged in.
+    enters_on=("Product Added", "Product Removed", "Checkout Started", "identify"),
+    exits_on=("Order Completed", "Product Removed"),
+    about="cart",
+    report_recovery=True,
+)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import JourneyResult, OccasionInput
 
@@ -51,3 +53,14 @@ class BirthdayWorkflow(Journey):
             send_on=input.day,
         )
         return self.conclude(stop)
+
+
+JOURNEY = JourneyDef(
+    workflow=BirthdayWorkflow,
+    keyed_by="occasion",
+    workflow_id=ids.birthday_id,
+    enters_on=("sweep",),
+    exits_on=(),
+    about="occasion",
+    sweep_kinds={"birthday": ids.birthday_id, "anniversary": ids.anniversary_id},
+)

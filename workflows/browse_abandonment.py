@@ -8,6 +8,8 @@ from functools import partial
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import BrowseAbandonmentInput, JourneyResult, ProductView, StepSpec
 
@@ -89,3 +91,14 @@ class BrowseAbandonmentWorkflow(Journey):
             if stop is not None:
                 return self.finish(stop)
         return self.finish(self.exited.reason if self.exited else "completed")
+
+
+JOURNEY = JourneyDef(
+    workflow=BrowseAbandonmentWorkflow,
+    keyed_by="customer",
+    workflow_id=ids.browse_abandonment_id,
+    enters_on=("Product Viewed",),
+    exits_on=("Order Completed", "Product Added"),
+    about="views",
+    needs_products=True,
+)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import JourneyResult, PostPurchaseInput
 
@@ -41,3 +43,13 @@ class PostPurchaseWorkflow(Journey):
             ends_on_purchase=False,
         )
         return self.conclude(stop)
+
+
+JOURNEY = JourneyDef(
+    workflow=PostPurchaseWorkflow,
+    keyed_by="order",
+    workflow_id=ids.post_purchase_id,
+    enters_on=("Order Completed",),
+    exits_on=("Order Refunded", "Order Cancelled"),
+    about="order",
+)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import JourneyResult, LapsedInput
 
@@ -46,3 +48,14 @@ class ReactivationWorkflow(Journey):
             segment=input.segment,
         )
         return self.conclude(stop)
+
+
+JOURNEY = JourneyDef(
+    workflow=ReactivationWorkflow,
+    keyed_by="lapse",
+    workflow_id=ids.reactivation_id,
+    enters_on=("sweep",),
+    exits_on=("Order Completed",),
+    about="lapse",
+    sweep_kinds={"reactivation": ids.reactivation_id},
+)

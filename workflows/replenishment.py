@@ -9,6 +9,8 @@ from typing import NoReturn
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import JourneyExit, JourneyResult, ReplenishmentInput, Repurchase
 
@@ -150,3 +152,15 @@ class ReplenishmentWorkflow(Journey):
                 due_at=latest.due_at,
             )
         )
+
+
+JOURNEY = JourneyDef(
+    workflow=ReplenishmentWorkflow,
+    keyed_by="product",
+    workflow_id=ids.replenishment_id,
+    # A repurchase is its start signal too: the cycle starts over from that order.
+    enters_on=("Order Completed",),
+    exits_on=("Order Refunded", "Order Cancelled"),
+    about="order",
+    needs_products=True,
+)

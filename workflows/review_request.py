@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import JourneyResult, OrderDelivered, ReviewRequestInput, StepSpec
 
@@ -85,3 +87,13 @@ class ReviewRequestWorkflow(Journey):
             ends_on_purchase=False,
         )
         return self.conclude(stop)
+
+
+JOURNEY = JourneyDef(
+    workflow=ReviewRequestWorkflow,
+    keyed_by="order",
+    workflow_id=ids.review_request_id,
+    enters_on=("Order Completed", "Order Delivered"),
+    exits_on=("Product Reviewed", "Order Refunded", "Order Cancelled"),
+    about="order",
+)

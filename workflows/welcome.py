@@ -5,6 +5,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import Journey
     from workflows.types import JourneyResult, WelcomeInput
 
@@ -40,3 +42,13 @@ class WelcomeWorkflow(Journey):
             ends_on_purchase=False,
         )
         return self.conclude(stop)
+
+
+JOURNEY = JourneyDef(
+    workflow=WelcomeWorkflow,
+    keyed_by="customer",
+    workflow_id=ids.welcome_id,
+    enters_on=("Signed Up", "identify"),
+    exits_on=(),
+    about="customer",
+)

@@ -9,6 +9,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from triggermail import ids
+    from workflows.definition import JourneyDef
     from workflows.journey import STOP_REASONS, Journey
     from workflows.types import (
         SUNSET_ACTIVITY,
@@ -98,3 +100,14 @@ class WinBackWorkflow(Journey):
         # is the end; otherwise how the customer showed they still read us.
         stop = result.reason if result.reason in STOP_REASONS else f"reacted_{result.reason}"
         return self.finish(stop)
+
+
+JOURNEY = JourneyDef(
+    workflow=WinBackWorkflow,
+    keyed_by="lapse",
+    workflow_id=ids.win_back_id,
+    enters_on=("sweep",),
+    exits_on=("Order Completed",),
+    about="lapse",
+    sweep_kinds={"win_back": ids.win_back_id},
+)

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.experiments import ExperimentActivities
-from tests.devserver import cli
+from tests.devserver import cli, pause_in_effect
 from tests.experiments.kit import NAME, NOW, later_wins
 from triggermail.journeys import JourneysConfig
 from triggermail.ops.schedules import (
@@ -61,7 +61,7 @@ async def test_schedules_apply_creates_both_and_keeps_an_operators_pause(
     client = dev_env.client
     await apply_experiments_schedule(client, task_queue="tq-x")
     handle = client.get_schedule_handle(EXPERIMENTS_SCHEDULE_ID)
-    await handle.pause(note="maintenance")
+    await pause_in_effect(handle, note="maintenance")
 
     result = await asyncio.to_thread(
         cli, dev_env, ["schedules", "apply"], TRIGGERMAIL_TASK_QUEUE="tq-y"

@@ -19,7 +19,7 @@ from temporalio.client import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from tests.devserver import cli
+from tests.devserver import cli, pause_in_effect
 from tests.sweep.kit import at, customer, journeys, sweep_worker
 from triggermail.ops.schedules import SWEEP_SCHEDULE_ID, apply_sweep_schedule
 from triggermail.store import SweepRun, make_engine, make_session_factory
@@ -76,7 +76,7 @@ async def test_applying_again_updates_and_keeps_an_operators_pause(
     client = dev_env.client
     await apply_sweep_schedule(client, at=time(2), task_queue="tq-x")
     handle = client.get_schedule_handle(SWEEP_SCHEDULE_ID)
-    await handle.pause(note="maintenance")
+    await pause_in_effect(handle, note="maintenance")
 
     result = await asyncio.to_thread(
         cli, dev_env, ["schedules", "apply"], TRIGGERMAIL_TASK_QUEUE="tq-y"

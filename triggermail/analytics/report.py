@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session
 from triggermail.analytics.attribution import CHUNK, Attributed, asked_between, attribute_orders
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, EmailEvent, EmailSend, Order, Suppression
+from workflows import registry
 
 Z95 = 1.959963984540054
 """The standard normal quantile of 97.5 %: a two-sided 95 % interval."""
@@ -345,7 +346,7 @@ def build_report(
                 steps=rows,
                 recovery=(
                     _recovery(session, [e for e in entries.values() if e.journey == name])
-                    if name == "abandoned_cart"
+                    if name in registry.BY_NAME and registry.BY_NAME[name].report_recovery
                     else None
                 ),
             )

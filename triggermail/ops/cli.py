@@ -565,15 +565,15 @@ def report(
 
     from triggermail.analytics.report import build_report, report_html, report_renderable
     from triggermail.durations import parse_duration
-    from triggermail.journeys import JOURNEY_NAMES
     from triggermail.store import make_engine, make_session_factory, utcnow
+    from workflows.registry import NAMES
 
     try:
         period = parse_duration(since)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--since") from err
-    if journey is not None and journey not in JOURNEY_NAMES:
-        known = ", ".join(sorted(JOURNEY_NAMES))
+    if journey is not None and journey not in NAMES:
+        known = ", ".join(sorted(NAMES))
         raise typer.BadParameter(
             f"{journey!r} is not a journey; known: {known}", param_hint="--journey"
         )

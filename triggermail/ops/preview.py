@@ -21,6 +21,7 @@ from activities.rendering import Rendered, Renderer, TemplateError, sample_conte
 from triggermail.durations import format_duration
 from triggermail.journeys import Journey, JourneysConfig, Step
 from triggermail.store import Cart, Coupon, Customer, Event, Order
+from workflows import registry
 from workflows.types import SendEmailInput, StepSpec
 
 PREVIEW_COUPON = "PREVIEW-CODE"
@@ -206,7 +207,7 @@ def _product_id(properties: dict[str, object]) -> object:
     )
 
 
-ORDER_JOURNEYS = frozenset({"post_purchase", "review_request", "replenishment"})
+ORDER_JOURNEYS = registry.about("order")
 
 
 def write(

@@ -29,8 +29,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.guardrails import suppressions_of
 from starter.routing import journey_ids
-from triggermail.ids import customer_journey_ids
 from triggermail.store import Customer, EmailSend, Event, Identity, SurveyAnswer, utcnow
+from workflows.registry import customer_journey_ids
 from workflows.types import JourneyStatus
 
 RPC_TIMEOUT = timedelta(seconds=5)

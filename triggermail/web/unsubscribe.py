@@ -24,12 +24,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.routing import journey_ids
-from triggermail.ids import customer_journey_ids
 from triggermail.journeys import Shop
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
 from triggermail.store import EmailSend, Suppression
 from workflows.journey import Journey
+from workflows.registry import customer_journey_ids
 from workflows.types import JourneyExit
 
 log = logging.getLogger("triggermail.web.unsubscribe")
