@@ -24,16 +24,26 @@ first e-mail (``early_order``): the report does not count those as entered. Hold
 customers, never mailed, order with ``holdout_order`` some time after their first e-mail
 would have gone.
 
-The truth each report row must contain in its 95 % interval follows from the report's
-definitions (docs/report.md): an entry *converted* when its customer ordered after it
-began and within the journey's window, which the simulated orders always are. So an
-entry that reached step ``k`` of a journey that ends on purchase converts with
-``1 - prod(1 - buy_j for j >= k)`` (it has not bought before ``k``, or ``k`` would not have
-come), and an entry of one that does not (welcome, post-purchase) with
+The truth each report row must contain in its joint 95 % interval (:func:`simultaneous`)
+follows from the report's definitions (docs/report.md): an entry *converted* when its
+customer ordered after it began and within the journey's window, which the simulated
+orders always are. So an entry that reached step ``k`` of a journey that ends on purchase
+converts with ``1 - prod(1 - buy_j for j >= k)`` (it has not bought before ``k``, or ``k``
+would not have come), and an entry of one that does not (welcome, post-purchase) with
 ``1 - prod(1 - buy_j)`` — ``buy_j`` being the step's :attr:`Reaction.buy` for the
 customer's variant. A row's true rate is the mean over the entries it counts.
 Open rate (opened / sent) is ``open`` and click rate (clicked / sent) ``open * click``;
-the report gives counts, so their intervals are Wilson intervals of those counts.
+the report gives counts, so their own 95 % intervals are Wilson intervals of those counts
+(the joint ones are exact, as every rate's).
+
+The report converts an entry on *any* order of its customer inside the entry's window,
+whichever journey brought it; the truth counts the one its own e-mails (or its holdout
+draw) brought. They agree because every way a simulated customer orders is one of: an
+early order (before the first e-mail: no entry), an order after a mailed step, a holdout's
+order, or a cross-sell's repeat order. Each customer enters one of welcome, cart and
+browse, at most once, so the first three give a customer one order; every repeat order
+comes after it, when each entry still open has already converted, and starts its own
+post-purchase entry. :meth:`Simulation.unaccounted` checks this entry by entry.
 
 Every random draw is seeded by the run's seed and the e-mail's (or customer's) own key,
 never by arrival order, and customers are the same ids every run (``sim-00042``, which
