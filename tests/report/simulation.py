@@ -34,7 +34,7 @@ would not have come), and an entry of one that does not (welcome, post-purchase)
 customer's variant. A row's true rate is the mean over the entries it counts.
 Open rate (opened / sent) is ``open`` and click rate (clicked / sent) ``open * click``;
 the report gives counts, so their own 95 % intervals are Wilson intervals of those counts
-(the joint ones are exact, as every rate's).
+(their joint intervals are exact, as every rate's are).
 
 The report converts an entry on *any* order of its customer inside the entry's window,
 whichever journey brought it; the truth counts the one its own e-mails (or its holdout
@@ -269,8 +269,8 @@ def simultaneous(checks: list[Check], *, confidence: float = 0.95) -> list[Check
     2 of 8 leaves 3 % out), so a correct report of a 300-customer shop failed about one
     run in ten. The exact interval leaves a rate out only when its counts are at least
     that unlikely. A row's true rate is the mean of its entries' chances; a count of
-    unequal chances is no more spread than the binomial of their mean, so its interval
-    holds for it too."""
+    unequal chances has tails no heavier than the binomial of their mean beyond one of
+    the mean (Hoeffding, 1956), so its interval holds for it too."""
     alpha = (1 - confidence) / max(len(checks), 1)
     out = []
     for check in checks:
@@ -330,7 +330,8 @@ def _at_least(k: int, n: int, p: float) -> float:
 
 def _binomial_sum(k: int, n: int, p: float, *, upward: bool) -> float:
     """The binomial probabilities from ``k`` up to ``n`` (or down to 0), added while they
-    still count: beyond the mean's side of ``k`` each term is smaller than the last."""
+    still count: ``k`` lies beyond the mean in that direction, so each term is smaller
+    than the last."""
     q = 1 - p
     term = math.exp(
         math.lgamma(n + 1)
