@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triggermail.store import EmailEvent, EmailSend, Suppression
@@ -74,6 +74,7 @@ def sendgrid_webhook_router(public_key: str, *, clock: Callable[[], datetime]) -
             400: {"description": "The body is not a JSON array of events."},
             403: {"description": "Bad or missing signature, or a stale timestamp."},
             413: {"description": "The body is over 2 MB (SendGrid's batches stay under 1 MB)."},
+            503: {"description": "The store is unavailable: SendGrid retries."},
         },
     )
     async def sendgrid_events(request: Request, background: BackgroundTasks) -> JSONResponse:
@@ -103,7 +104,13 @@ def sendgrid_webhook_router(public_key: str, *, clock: Callable[[], datetime]) -
         if not isinstance(events, list):
             return _reply(400, "invalid_body", "the body must be a JSON array of events")
         now = clock()
-        counts, leaving = await asyncio.to_thread(record, request.app.state.sessions, events, now)
+        try:
+            counts, leaving = await asyncio.to_thread(
+                record, request.app.state.sessions, events, now
+            )
+        except DBAPIError as err:
+            log.warning("SendGrid batch not stored, answering 503: %s", err)
+            return _reply(503, "unavailable", "the store is unavailable, retry")
         for customer in leaving:
             background.add_task(
                 follow_up,
@@ -161,7 +168,14 @@ def record(
                 customer_id = _apply(session, event, kind, send_id, occurred_at)
                 session.flush()
                 savepoint.commit()
-            except (DataError, StatementError) as err:
+            except DBAPIError as err:
+                if not isinstance(err, DataError):
+                    raise  # the store is down or busy: SendGrid retries the whole batch
+                savepoint.rollback()
+                log.warning("SendGrid event %r not stored: %s", event_id[:64], err)
+                counts["ignored"] += 1
+                continue
+            except StatementError as err:  # a value a column's type refused before sending
                 savepoint.rollback()
                 log.warning("SendGrid event %r not stored: %s", event_id[:64], err)
                 counts["ignored"] += 1
