@@ -97,7 +97,9 @@ class OutboxTransport:
         message.add_alternative(email.html, subtype="html")
         target = self.directory / f"{email.send_id}.eml"
         partial = target.with_suffix(".eml.partial")
-        partial.write_bytes(bytes(message))
+        # Headers unfolded up to RFC 5322's 998: the default 78 folds a long
+        # List-Unsubscribe URL into RFC 2047 encoded-words no mail client reads as a URL.
+        partial.write_bytes(message.as_bytes(policy=message.policy.clone(max_line_length=998)))
         # A rename is atomic: a crash leaves no half e-mail, a retry overwrites the same file.
         os.replace(partial, target)
         return f"outbox-{email.send_id}"

@@ -67,6 +67,13 @@ NonNegative = Annotated[Decimal, Field(ge=0, lt=Decimal("1e10"), allow_inf_nan=F
 Id = Annotated[str, Field(max_length=255)]
 Name = Annotated[str, Field(max_length=255)]
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Times an event may carry. Outside them, the clock-skew arithmetic and the store's
+columns would overflow (Go's zero time, 0001-01-01, is the careless client's usual one)."""
+MAX_DEPTH = 32
+"""How deep objects and lists may nest in an event; shops' events nest a few levels."""
+
 
 class ProductProps(_Open):
     """A product as Segment's e-commerce spec describes it."""
@@ -188,6 +195,19 @@ class SegmentEvent(_Open):
                     data = {**data, key: str(data[key])}
         return data
 
+    @field_validator("context", "properties", "traits", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        # Segment's spec and our OpenAPI schema allow null for these objects.
+        return {} if value is None else value
+
+    @field_validator("timestamp", "original_timestamp", "sent_at")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not in_range(value):
+            raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year}")
+        return value
+
     def missing(self) -> list[tuple[str, str]]:
         """What the spec requires of this call and it lacks, by field path."""
         problems = []
@@ -238,6 +258,60 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def in_range(value: datetime) -> bool:
+    """Whether ``value`` lies between :data:`EARLIEST` and :data:`LATEST`."""
+    try:
+        return EARLIEST <= _aware(value) < LATEST
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        return False
+
+
+def _tree_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What no store can hold, by path: nesting deeper than :data:`MAX_DEPTH`, and text
+    with a NUL or an unpaired surrogate (keys included). Iterative: depth costs no stack."""
+    problems: list[tuple[str, str]] = []
+    deep: set[str] = set()
+    stack: list[tuple[Any, tuple[int | str, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            if not _storable(value):
+                problems.append((_path(loc), _BAD_TEXT))
+            continue
+        if not isinstance(value, Mapping | list):
+            continue
+        if len(loc) >= MAX_DEPTH:
+            top = _path(loc[:1])
+            if top not in deep:
+                deep.add(top)
+                problems.append((top, f"nested deeper than {MAX_DEPTH} levels"))
+            continue
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and not _storable(key):
+                problems.append((_path(loc) if loc else "", f"a key: {_BAD_TEXT}"))
+                continue
+            stack.append((item, (*loc, _printable(key) if isinstance(key, str) else key)))
+    return sorted(problems)
+
+
+_BAD_TEXT = "holds a NUL character or an unpaired surrogate, which no store can keep"
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
+
+
 _JSON = TypeAdapter(dict[str, Any])
 
 
@@ -255,6 +329,10 @@ def parse_event(data: Mapping[str, Any], *, default_type: str | None = None) -> 
         raise EventError([("", "an event must be a JSON object")])
     if default_type and "type" not in data:
         data = {**data, "type": default_type}
+    # Checked before validation: pydantic, the digest below and the store would each fail
+    # on these with an error no client could act on.
+    if problems := _tree_problems(data):
+        raise EventError(problems)
     try:
         event = SegmentEvent.model_validate(data)
         if missing := event.missing():

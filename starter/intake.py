@@ -18,7 +18,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    StatementError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from temporalio.client import Client
@@ -58,6 +64,9 @@ DELIVERY_CLOCK_SLACK = timedelta(days=1)
 TRANSIENT_STORE_ERRORS = (DBAPIError, DisconnectionError, PoolTimeout)
 """Store failures a retry can cure: down, locked, overloaded, not migrated yet. A value the
 database refuses (DataError) is one event's fault and is refused with that event instead."""
+EVENT_FAULTS = (StatementError, ValueError, ArithmeticError, RecursionError)
+"""What one event's values can make storing it raise (besides DataError: a value a column's
+type refuses before the database sees it). Never retried; the event is refused alone."""
 
 
 class IntakeUnavailable(Exception):
@@ -186,12 +195,16 @@ class Intake:
                 continue
             except DataError:
                 break
+            except TRANSIENT_STORE_ERRORS:
+                raise
+            except EVENT_FAULTS:
+                break
         # One event holds a value the database will not take, or keeps colliding: apply each
         # alone, so that event is refused and the others still go in.
         return [self._store_alone(event, received) for event in events]
 
     def _store_alone(self, event: SegmentEvent, received: datetime) -> _Stored | EventError:
-        reason: DBAPIError | None = None
+        reason: Exception | None = None
         for _attempt in range(3):
             try:
                 with self.session_factory() as session:
@@ -204,13 +217,20 @@ class Intake:
             except DataError as err:
                 reason = err
                 break
+            except TRANSIENT_STORE_ERRORS:
+                raise
+            except EVENT_FAULTS as err:
+                reason = err
+                break
         assert reason is not None
-        return EventError([("", f"the store cannot hold it: {_db_reason(reason)}")])
+        # The driver's words stay in the log: they describe our schema, not the client's event.
+        log.warning("event %s refused by the store: %s", event.message_id, _db_reason(reason))
+        return EventError([("", "the store cannot hold one of its values")])
 
     def _store_in(
         self, session: Session, events: Sequence[SegmentEvent], received: datetime
     ) -> list[_Stored]:
-        ids = [event.message_id for event in events if event.message_id]
+        ids = [event.message_id for event in events if event.message_id is not None]
         known: dict[str, Event] = {}
         for chunk in range(0, len(ids), 500):
             rows = session.scalars(

@@ -9,6 +9,7 @@ import pytest
 
 from triggermail.durations import format_duration, parse_duration
 from triggermail.journeys import JourneysConfigError, load_journeys
+from triggermail.settings import Settings
 
 DEFAULTS = Path(__file__).parent.parent / "triggermail" / "journeys.toml"
 
@@ -183,3 +184,10 @@ def test_every_customer_is_assigned_one_variant_by_weight_and_always_the_same() 
     held = sum(in_holdout("abandoned_cart", f"c-{i}", 0.1) for i in range(20_000))
     assert held / 20_000 == pytest.approx(0.1, abs=0.01)
     assert not any(in_holdout("abandoned_cart", f"c-{i}", 0) for i in range(1000))
+
+
+def test_the_workers_metrics_listen_on_loopback_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TRIGGERMAIL_METRICS_ADDRESS", raising=False)
+    assert Settings().metrics_address == "127.0.0.1:9464"

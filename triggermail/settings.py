@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     """SendGrid's Event Webhook verification key (base64 DER, as SendGrid shows it);
     ``POST /webhooks/sendgrid`` refuses every request without it."""
     task_queue: str = "triggermail"
-    metrics_address: str = "0.0.0.0:9464"
-    """Where the worker serves Prometheus metrics (Temporal SDK's and the journeys'); empty: off."""
+    metrics_address: str = "127.0.0.1:9464"
+    """Where the worker serves Prometheus metrics (Temporal SDK's and the journeys'); empty: off.
+    Loopback unless set: a scraper on another host is a deployment's choice to make."""
     activity_threads: int = 16
     """Threads running activities (the sends) in one worker process."""
     workflow_cache: int = 10_000

@@ -419,6 +419,9 @@ class Suppression(Base):
     send_id: Mapped[str | None] = mapped_column(String(32))
     """The e-mail that led to it, when known."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    journeys_ended_at: Mapped[datetime | None]
+    """When Temporal took the exit signals of the customer's journeys (unsubscribes and
+    complaints); None while that is still to do (:func:`triggermail.web.unsubscribe.follow_up`)."""
 
 
 class EmailEvent(Base):

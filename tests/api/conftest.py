@@ -46,9 +46,14 @@ def app_for(
     *,
     client: Client | None = None,
     session_factory: sessionmaker[Session] | None = None,
+    webhook_key: str | None = None,
 ) -> FastAPI:
     settings = shop.settings.model_copy(
-        update={"write_key": SecretStr(WRITE_KEY), "admin_key": SecretStr(ADMIN_KEY)}
+        update={
+            "write_key": SecretStr(WRITE_KEY),
+            "admin_key": SecretStr(ADMIN_KEY),
+            "sendgrid_webhook_public_key": webhook_key,
+        }
     )
     return create_app(
         settings,

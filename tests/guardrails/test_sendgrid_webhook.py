@@ -21,6 +21,7 @@ from tests.guardrails.conftest import SIGNING_KEY
 from tests.harness import Shop
 from triggermail.ids import abandoned_cart_id
 from triggermail.store import EmailEvent, EmailSend, Suppression
+from triggermail.web.webhooks import MAX_WEBHOOK_BYTES
 from workflows.types import JourneyResult
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9, "cart_id": "k-1"}
@@ -216,3 +217,59 @@ async def test_a_send_left_unknown_is_settled_by_sendgrids_report(
     body = json.dumps(sample_events(row.id, "ana@example.com", at)[1:2]).encode()
     assert (await http.post(HOOK, content=body, headers=signed(body, at))).status_code == 200
     assert next(r.status for r in shop.ledger() if r.id == row.id) == "sent"
+
+
+async def test_one_field_the_store_cannot_hold_spoils_only_its_own_event(
+    shop: Shop, http: httpx.AsyncClient
+) -> None:
+    row = await reminder_sent(shop)
+    at = int((await shop.tick()).timestamp())
+    common = {"email": "ana@example.com", "timestamp": at, "send_id": row.id}
+    batch = [
+        {**common, "event": "delivered", "sg_event_id": "x" * 256},
+        {**common, "event": "open", "sg_event_id": "e-2", "email": "a" * 321 + "@example.com"},
+        {**common, "event": "click", "sg_event_id": "e-3", "send_id": "s" * 33},
+        {**common, "event": "deliv\x00ered", "sg_event_id": "e-4"},
+        {**common, "event": "processed", "sg_event_id": "e-5\udc00"},
+        {**common, "event": "spamreport", "sg_event_id": "e-6"},
+    ]
+    body = json.dumps(batch).encode()
+
+    reply = await http.post(HOOK, content=body, headers=signed(body, at))
+
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"recorded": 3, "duplicates": 0, "ignored": 3}
+    assert events(shop) == ["open", "click", "spamreport"]
+    assert suppressed(shop) == [("c-1", "ana@example.com", "spamreport")]
+    assert await shop.handle(abandoned_cart_id("c-1")).result() == JourneyResult(
+        exit_reason="unsubscribed", sent=["reminder"]
+    )
+
+
+async def test_a_body_is_read_only_when_signed_and_never_past_the_limit(
+    shop: Shop, http: httpx.AsyncClient
+) -> None:
+    at = int((await shop.tick()).timestamp())
+    chunk = b" " * 65536
+    read: list[int] = []
+
+    async def endless() -> Any:
+        for _ in range(300 * 16):  # 300 MB, if anyone read it all
+            read.append(len(chunk))
+            yield chunk
+
+    reply = await http.post(HOOK, content=endless(), headers={"Content-Type": "application/json"})
+    assert (reply.status_code, reply.json()["code"]) == (403, "bad_signature")
+    assert sum(read) <= len(chunk)
+
+    read.clear()
+    reply = await http.post(HOOK, content=endless(), headers=signed(b"[]", at))
+    assert (reply.status_code, reply.json()["code"]) == (413, "too_large")
+    assert sum(read) <= MAX_WEBHOOK_BYTES + 2 * len(chunk)
+
+    big = {**signed(b"[]", at), "Content-Length": str(300 * 1024 * 1024)}
+    read.clear()
+    reply = await http.post(HOOK, content=endless(), headers=big)
+    assert (reply.status_code, reply.json()["code"]) == (413, "too_large")
+    assert sum(read) <= len(chunk)
+    assert set(reply.json()) == {"success", "code", "message"}

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
+import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import func, select
+from temporalio.client import Client
+from temporalio.service import RetryConfig
 from temporalio.testing import WorkflowEnvironment
 
+from tests.api.conftest import serving
 from tests.harness import GUARDRAILS_OFF, Shop
 from triggermail.ids import abandoned_cart_id
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Suppression
+from triggermail.web.api import create_app
+from triggermail.web.unsubscribe import follow_up
 from workflows.types import JourneyResult
 
 TEE = {"product_id": "tee-1", "name": "Organic cotton T-shirt", "price": 24.9, "cart_id": "k-1"}
@@ -117,3 +125,52 @@ async def test_transactional_journeys_carry_no_list_unsubscribe(
         message = await reminder_sent(shop)
     assert message["List-Unsubscribe"] is None
     assert message["List-Unsubscribe-Post"] is None
+
+
+async def test_the_eml_carries_list_unsubscribe_as_a_plain_url(shop: Shop) -> None:
+    """Mail clients read the header as a URL: never folded into RFC 2047 encoded-words."""
+    await reminder_sent(shop)
+    (path,) = shop.outbox.glob("*.eml")
+    (line,) = [ln for ln in path.read_bytes().splitlines() if ln.startswith(b"List-Unsubscribe:")]
+    assert re.fullmatch(rb"List-Unsubscribe: <http://localhost:8000/unsubscribe/[\w.-]+>", line)
+
+
+async def test_one_click_answers_at_once_while_temporal_is_down_and_the_journey_ends_after(
+    shop: Shop,
+) -> None:
+    path = link_of(await reminder_sent(shop))
+    # Nothing listens there: every call to "Temporal" is refused, then retried for 3 s.
+    down = await Client.connect(
+        "127.0.0.1:9", lazy=True, retry_config=RetryConfig(max_elapsed_time_millis=3000)
+    )
+    app = create_app(
+        shop.settings,
+        client=down,
+        journeys=shop.journeys,
+        session_factory=shop.sessions,
+        clock=shop.now_sync,
+    )
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as http:
+        started = time.monotonic()
+        reply = await http.post(
+            path,
+            content="List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answered = time.monotonic() - started
+    assert reply.status_code == 200 and "unsubscribed" in reply.text
+    assert answered < 1.5
+    assert ended_at(shop) == [None]  # stored, and marked to do
+
+    # Temporal is back: the API's follow-up (every 30 s) ends the journey, once.
+    assert await follow_up(shop.env.client, shop.sessions, clock=shop.now_sync) == 1
+    assert await shop.handle(abandoned_cart_id("c-1")).result() == JourneyResult(
+        exit_reason="unsubscribed", sent=["reminder"]
+    )
+    assert ended_at(shop) != [None]
+    assert await follow_up(shop.env.client, shop.sessions, clock=shop.now_sync) == 0
+
+
+def ended_at(shop: Shop) -> list[Any]:
+    with shop.sessions() as session:
+        return list(session.scalars(select(Suppression.journeys_ended_at)))

@@ -6,22 +6,29 @@ as the Python call. A 2xx means every event it lists as accepted is in the store
 Temporal has what it starts or signals; when either cannot be reached the answer is
 503, which SDKs retry, and ``messageId`` makes the retry a no-op for what went in.
 ``GET /v1/customers/{id}`` serves the customer card to operators.
+
+Every error reply, from any route, is one shape, :class:`Problem`; every reply carries an
+``X-Request-Id`` that the log repeats beside what a client is not shown (driver text).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import uvicorn
-from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import HTTPException
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.security import (
@@ -30,14 +37,15 @@ from fastapi.security import (
     HTTPBasicCredentials,
     HTTPBearer,
 )
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from starter.events import EventError, SegmentEvent, parse_event
+from starter.events import EARLIEST, LATEST, EventError, SegmentEvent, in_range, parse_event
 from starter.intake import Intake, IntakeResult, IntakeUnavailable
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.settings import Settings
@@ -47,8 +55,8 @@ from triggermail.web.api_metrics import ApiMetrics
 from triggermail.web.customer_card import CustomerCard, load_card
 from triggermail.web.outbox_viewer import outbox_router
 from triggermail.web.survey import survey_router
-from triggermail.web.unsubscribe import unsubscribe_router
-from triggermail.web.webhooks import sendgrid_webhook_router
+from triggermail.web.unsubscribe import follow_up_forever, unsubscribe_router
+from triggermail.web.webhooks import MAX_WEBHOOK_BYTES, sendgrid_webhook_router
 
 log = logging.getLogger("triggermail.web.api")
 
@@ -56,6 +64,9 @@ MAX_EVENT_BYTES = 32 * 1024
 """Segment's limit for one call, alone or inside a batch."""
 MAX_BATCH_BYTES = 500 * 1024
 """Segment's limit for one batch request."""
+MAX_BODY_BYTES = max(MAX_BATCH_BYTES, MAX_WEBHOOK_BYTES)
+"""No route reads more: a request announcing a longer body is refused before any of it is
+read. Each route then holds its own limit while it reads (chunked bodies announce none)."""
 RETRY_AFTER_S = 1
 """Sent with 503. Segment's SDK then keeps retrying for up to 30 minutes instead of giving up
 after ten backoffs; RudderStack's ignores it and backs off on its own."""
@@ -65,6 +76,20 @@ CALL_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
 class ApiStartError(Exception):
     """The API could not start (port taken, Temporal unreachable); the log says why."""
+
+
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+"""The request being answered, for log lines: its ``X-Request-Id``."""
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: text a client sent with an unpaired surrogate (echoed in a
+    refusal) becomes ``?`` instead of failing the reply."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8", "replace")
 
 
 # -- wire models -------------------------------------------------------------------------
@@ -242,13 +267,21 @@ def create_app(
         )
         if write_key is None:
             log.warning("TRIGGERMAIL_WRITE_KEY is not set: every event will be refused (401)")
+        # Unsubscribes answered while Temporal was away: their journeys end when it is back.
+        follow_ups = asyncio.create_task(
+            follow_up_forever(temporal, sessions, clock=clock or utcnow)
+        )
         try:
             yield
         finally:
+            follow_ups.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow_ups
             if engine is not None:
                 engine.dispose()
 
     app = FastAPI(
+        default_response_class=SafeJSONResponse,
         title="triggermail",
         summary="Trigger e-mail journeys from Segment-spec events.",
         description=(
@@ -308,6 +341,8 @@ def create_app(
         shared = body.get("context")
         if shared is not None and not isinstance(shared, dict):
             raise _Refused(400, "invalid_batch", "context: must be an object")
+        if (problem := _sent_at_problem(body.get("sentAt"))) is not None:
+            raise _Refused(400, "invalid_batch", f"sentAt: {problem}")
         return await _ingest(
             request.app.state.intake,
             request.app.state.metrics,
@@ -334,6 +369,7 @@ def create_app(
     async def customer(
         customer_id: str,
         request: Request,
+        response: Response,
         events: Annotated[int, Query(ge=1, le=1000, description="Newest events to show.")] = 100,
     ) -> CustomerCard:
         try:
@@ -345,9 +381,12 @@ def create_app(
                 clock=request.app.state.clock,
             )
         except DBAPIError as err:
-            raise _Refused(503, "unavailable", f"store unavailable: {err.orig or err}") from err
+            log.warning("request %s: customer card: store unavailable: %s", request_id.get(), err)
+            raise _Refused(503, "unavailable", _unavailable()) from err
         if card is None:
             raise _Refused(404, "not_found", f"no customer {customer_id!r}")
+        # One customer's personal data: no cache or proxy may keep it.
+        response.headers["Cache-Control"] = "no-store"
         return card
 
     @app.exception_handler(_Refused)
@@ -358,17 +397,29 @@ def create_app(
             else IngestReply(code=exc.code, message=exc.message)
         )
         headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
-        return JSONResponse(model.model_dump(), status_code=exc.status, headers=headers)
+        return SafeJSONResponse(model.model_dump(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         problem = Problem(code=_CODES.get(exc.status_code, "error"), message=str(exc.detail))
-        return JSONResponse(problem.model_dump(), status_code=exc.status_code, headers=exc.headers)
+        return SafeJSONResponse(
+            problem.model_dump(), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 has another shape; a client gets the one every error has.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        problem = Problem(code="invalid_request", message=problems)
+        return SafeJSONResponse(problem.model_dump(), status_code=400)
 
     metrics = ApiMetrics()
     app.state.metrics = metrics
     app.state.clock = now
     app.add_middleware(metrics.middleware())
+    app.add_middleware(_RequestGuard)
     app.include_router(metrics.router())
     if settings.mail_transport == "outbox":
         app.include_router(outbox_router(settings.outbox_dir, admin_key=admin_key))
@@ -387,7 +438,9 @@ def create_app(
                 description=app.description,
                 routes=app.routes,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_components)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body_components)
+            _errors_in_one_shape(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -395,7 +448,99 @@ def create_app(
     return app
 
 
-_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+class _RequestGuard:
+    """Names every request (``X-Request-Id``) and refuses a body announced over
+    :data:`MAX_BODY_BYTES` before reading any of it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = False
+
+        async def named(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", [])]}
+                message["headers"].append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        async def answer(status: int, code: str, message: str) -> None:
+            problem = Problem(code=code, message=message).model_dump()
+            await SafeJSONResponse(problem, status_code=status)(scope, receive, named)
+
+        try:
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if not length.isdigit():
+                await answer(400, "invalid_request", "Content-Length: not a number")
+            elif int(length) > MAX_BODY_BYTES:
+                await answer(413, "too_large", f"the body is over {_kb(MAX_BODY_BYTES)}")
+            else:
+                await self.app(scope, receive, named)
+        except Exception:
+            # A bug: the log has the traceback under the request's id, the client the id only.
+            log.exception("request %s: %s %s failed", rid, scope["method"], scope["path"])
+            if not started:
+                await answer(500, "server_error", f"internal error: {_see_log()}")
+        finally:
+            request_id.reset(token)
+
+
+def _kb(size: int) -> str:
+    return f"{size // 1024} KB"
+
+
+def _see_log() -> str:
+    return f"the server's log has it under request id {request_id.get()}"
+
+
+def _unavailable() -> str:
+    return f"the store or Temporal is unavailable, retry ({_see_log()})"
+
+
+_SENT_AT = TypeAdapter(datetime)
+
+
+def _sent_at_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        when = _SENT_AT.validate_python(value)
+    except ValidationError as err:
+        return str(err.errors()[0]["msg"])
+    if not in_range(when):
+        return f"must be between {EARLIEST.year} and {LATEST.year}"
+    return None
+
+
+def _errors_in_one_shape(schema: dict[str, Any]) -> None:
+    """FastAPI documents 422 with its own body; ours answer 400 with :class:`Problem`."""
+    schemas = schema["components"]["schemas"]
+    schemas.setdefault("Problem", Problem.model_json_schema())
+    for methods in schema.get("paths", {}).values():
+        for operation in methods.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is None:
+                continue
+            bad = responses.setdefault("400", {"description": "A malformed request."})
+            content = bad.setdefault("content", {})
+            if not content:
+                # A page's own 400 (an unsubscribe link we did not sign) is the page.
+                content["text/html"] = {"schema": {"type": "string"}}
+            content.setdefault(
+                "application/json", {"schema": {"$ref": "#/components/schemas/Problem"}}
+            )
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
 
 
 def _add_call_route(
@@ -499,13 +644,18 @@ async def _ingest(
             parsed.append((index, parse_event(raw)))
         except EventError as err:
             refused.append(_refusal(index, message_id, err))
+        except (ValueError, ArithmeticError, RecursionError) as err:
+            # Whatever else an event trips on is its own fault; the batch goes on without it.
+            log.warning("request %s: event %d unreadable: %r", request_id.get(), index, err)
+            problem = EventError([("", f"the event cannot be read ({_see_log()})")])
+            refused.append(_refusal(index, message_id, problem))
 
     try:
         outcomes = await intake.submit_many([event for _, event in parsed])
     except IntakeUnavailable as err:
-        log.warning("answering 503: %s", err)
+        log.warning("request %s: answering 503: %s", request_id.get(), err)
         metrics.unavailable.inc()
-        raise _Refused(503, "unavailable", str(err)) from err
+        raise _Refused(503, "unavailable", _unavailable()) from err
 
     results = []
     for (index, event), outcome in zip(parsed, outcomes, strict=True):
@@ -541,7 +691,7 @@ async def _ingest(
     elif refused:
         reply.code = "partly_refused"
     reply.message = _message(reply, len(raws))
-    return JSONResponse(reply.model_dump(), status_code=status)
+    return SafeJSONResponse(reply.model_dump(), status_code=status)
 
 
 def _message_id(raw: Any) -> str | None:

@@ -5,6 +5,12 @@ previews fetch links, and a fetch must never unsubscribe anyone. ``POST`` to the
 URL — the button, or a mail client's one-click ``List-Unsubscribe=One-Click`` — puts
 the customer on the suppression list at once and ends every running journey of theirs.
 A forged, altered or cut token changes nothing and gets a 400 page.
+
+The answer comes from the store alone: mail clients give a one-click POST a few seconds.
+The suppression row stays marked to do (``journeys_ended_at`` empty) until Temporal has
+taken every exit signal; :func:`follow_up` tries right after the answer, and the API
+tries again every :data:`FOLLOW_UP_EVERY` while Temporal is away. Meanwhile the send
+activity's suppression check already stops every e-mail.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -35,7 +41,12 @@ from workflows.types import JourneyExit
 log = logging.getLogger("triggermail.web.unsubscribe")
 
 SIGNAL_TIMEOUT = timedelta(seconds=5)
-"""The customer (or SendGrid) waits for the answer; the suppression is already stored."""
+"""Per exit signal; nobody waits for them (they follow the answer)."""
+FOLLOW_UP_EVERY = timedelta(seconds=30)
+"""How often the API looks for unsubscribes whose journeys Temporal has not ended yet."""
+FOLLOW_UP_BATCH = 100
+CUSTOMER_WIDE = ("unsubscribed", "spamreport")
+"""Suppressions of a person (not of an address): their journeys end."""
 
 Token = Annotated[
     str,
@@ -94,7 +105,9 @@ def unsubscribe_router(settings: Settings, *, clock: Callable[[], datetime]) -> 
         summary="Unsubscribe now (RFC 8058 one-click, or the page's button)",
         responses={400: {"description": "Not a link we sent: nothing changes."}},
     )
-    async def unsubscribe(request: Request, token: Token) -> HTMLResponse:
+    async def unsubscribe(
+        request: Request, token: Token, background: BackgroundTasks
+    ) -> HTMLResponse:
         shop = _shop(request)
         found = await asyncio.to_thread(customer_of, request, token)
         if found is None:
@@ -102,8 +115,13 @@ def unsubscribe_router(settings: Settings, *, clock: Callable[[], datetime]) -> 
         send_id, customer_id = found
         now = clock()
         await asyncio.to_thread(_suppress, request.app.state.sessions, customer_id, send_id, now)
-        await end_journeys(
-            request.app.state.temporal, customer_id, now, sessions=request.app.state.sessions
+        # After the answer is sent: the customer is suppressed already, Temporal may be away.
+        background.add_task(
+            follow_up,
+            request.app.state.temporal,
+            request.app.state.sessions,
+            clock=clock,
+            customer_id=customer_id,
         )
         return _page(
             shop,
@@ -142,26 +160,106 @@ async def end_journeys(
     at: datetime,
     *,
     sessions: sessionmaker[Session] | None = None,
-) -> None:
+) -> bool:
     """Signal every journey of the customer to end; the suppression already stops any send.
 
     With ``sessions``, the journeys of the customer's orders and products too (found from
-    the store); without, the one-per-customer journeys.
+    the store); without, the one-per-customer journeys. Returns whether Temporal took every
+    signal (a journey it does not know counts as ended); False is worth another try.
     """
     ids = (
         await asyncio.to_thread(journey_ids, sessions, customer_id, at)
         if sessions is not None
         else {name: [wid] for name, wid in customer_journey_ids(customer_id).items()}
     )
-    for workflow_id in [wid for wids in ids.values() for wid in wids]:
+    workflow_ids = [wid for wids in ids.values() for wid in wids]
+    # Together, not in turn: an unreachable Temporal costs one round of retries, not one each.
+    ended = await asyncio.gather(*(_end(client, wid, at) for wid in workflow_ids))
+    return all(ended)
+
+
+async def _end(client: Client, workflow_id: str, at: datetime) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).signal(
+            Journey.exit, JourneyExit(reason="unsubscribed", at=at), rpc_timeout=SIGNAL_TIMEOUT
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return True
+        # The send activity's suppression check still stops every e-mail.
+        log.warning("could not end %s after an unsubscribe: %s", workflow_id, err.message)
+        # A signal Temporal refuses as malformed would be refused on every later try too.
+        return err.status == RPCStatusCode.INVALID_ARGUMENT
+    return True
+
+
+async def follow_up(
+    client: Client,
+    sessions: sessionmaker[Session],
+    *,
+    clock: Callable[[], datetime],
+    customer_id: str | None = None,
+) -> int:
+    """End the journeys of unsubscribed or complaining customers not ended yet, and mark
+    their suppressions done; only ``customer_id``'s when given. Returns how many ended.
+
+    Safe to run anywhere, any number of times at once: an exit signal twice changes nothing.
+    """
+    pending = await asyncio.to_thread(_pending, sessions, customer_id)
+    done: list[int] = []
+    for customer, rows in pending.items():
+        # Signalled as of the unsubscribe: the journeys it must end are those alive then.
+        if await end_journeys(client, customer, min(at for _, at in rows), sessions=sessions):
+            done += [row_id for row_id, _ in rows]
+    if done:
+        await asyncio.to_thread(_mark_ended, sessions, done, clock())
+    return len(done)
+
+
+async def follow_up_forever(
+    client: Client, sessions: sessionmaker[Session], *, clock: Callable[[], datetime]
+) -> None:
+    """:func:`follow_up` every :data:`FOLLOW_UP_EVERY`, until cancelled (the API's lifespan)."""
+    while True:
+        await asyncio.sleep(FOLLOW_UP_EVERY.total_seconds())
         try:
-            await client.get_workflow_handle(workflow_id).signal(
-                Journey.exit, JourneyExit(reason="unsubscribed", at=at), rpc_timeout=SIGNAL_TIMEOUT
-            )
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                # The send activity's suppression check still stops every e-mail.
-                log.warning("could not end %s after an unsubscribe: %s", workflow_id, err.message)
+            await follow_up(client, sessions, clock=clock)
+        except Exception:
+            # The store may be down too; the rows wait for the next round.
+            log.exception("unsubscribe follow-up failed; trying again later")
+
+
+def _pending(
+    sessions: sessionmaker[Session], customer_id: str | None
+) -> dict[str, list[tuple[int, datetime]]]:
+    query = (
+        select(Suppression.id, Suppression.customer_id, Suppression.created_at)
+        .where(
+            Suppression.journeys_ended_at.is_(None),
+            Suppression.customer_id.is_not(None),
+            Suppression.reason.in_(CUSTOMER_WIDE),
+        )
+        .order_by(Suppression.id)
+        .limit(FOLLOW_UP_BATCH)
+    )
+    if customer_id is not None:
+        query = query.where(Suppression.customer_id == customer_id)
+    by_customer: dict[str, list[tuple[int, datetime]]] = {}
+    with sessions() as session:
+        for row_id, customer, at in session.execute(query):
+            if customer is not None:  # the query's own condition; for the type checker
+                by_customer.setdefault(customer, []).append((row_id, at))
+    return by_customer
+
+
+def _mark_ended(sessions: sessionmaker[Session], ids: list[int], at: datetime) -> None:
+    with sessions() as session:
+        session.execute(
+            update(Suppression)
+            .where(Suppression.id.in_(ids), Suppression.journeys_ended_at.is_(None))
+            .values(journeys_ended_at=at)
+        )
+        session.commit()
 
 
 def _shop(request: Request) -> Shop:
