@@ -38,7 +38,7 @@ from triggermail.journeys import JourneysConfig
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
 from triggermail.store import Cart, CartLine, Coupon, Customer, EmailSend, Order, new_id, utcnow
 from triggermail.variants import HOLDOUT
-from workflows.types import SEND_EMAIL_ACTIVITY, SendEmailInput, SendResult
+from workflows.types import SEND_EMAIL_ACTIVITY, SendEmailInput, SendResult, StepSpec
 
 FINAL = frozenset({"sent", "failed", "skipped", "unknown"})
 _COUPON_ALPHABET = string.ascii_uppercase.replace("O", "").replace("I", "") + "23456789"
@@ -60,6 +60,27 @@ class EmailActivities:
         )
     )
     """Signs each marketing e-mail's unsubscribe link; ``worker.py`` hands in the real one."""
+
+    def _template(self, request: SendEmailInput) -> str | None:
+        """The step's template: the one its journey entered with or, when a deploy has
+        renamed or removed that file since, the one the same step names in the config now;
+        None when neither exists."""
+        if self.renderer.has_template(request.step.template):
+            return request.step.template
+        config = getattr(self.journeys, request.journey, None)
+        step = (
+            next((s for s in config.steps if s.name == request.step.name), None) if config else None
+        )
+        current = step.spec(request.variant).template if step is not None else None
+        if current is not None and self.renderer.has_template(current):
+            activity.logger.warning(
+                "step %s: template %s is gone, sending %s (the step's template now)",
+                request.step.name,
+                request.step.template,
+                current,
+            )
+            return current
+        return None
 
     @activity.defn(name=SEND_EMAIL_ACTIVITY)
     def send_email(self, request: SendEmailInput) -> SendResult:
@@ -128,6 +149,14 @@ class EmailActivities:
             if reason is not None:
                 activity.logger.info("step %s skipped: %s", request.step.name, reason)
                 return _settle(session, row, request, "skipped", reason)
+            template = self._template(request)
+            if template is None:
+                # Recorded once, as a skip: retrying cannot bring a deleted file back.
+                activity.logger.warning(
+                    "step %s skipped: template %s is gone", request.step.name, request.step.template
+                )
+                return _settle(session, row, request, "skipped", "template_gone")
+            row.template = template
 
             assert customer is not None and customer.email is not None
             guardrails = self.journeys.guardrails
@@ -165,7 +194,7 @@ class EmailActivities:
             )
             try:
                 rendered = self.renderer.render(
-                    request.step.template,
+                    template,
                     render_context(
                         self.journeys,
                         customer,
@@ -177,10 +206,15 @@ class EmailActivities:
                         unsubscribe_url=self.links.url(row.id),
                         survey_url=functools.partial(self.links.survey_url, row.id),
                         content=content,
+                        spec=request.step,
                     ),
                     locale=customer.locale,
-                    subject=self.journeys.subject_of(
-                        request.journey, request.step.name, request.variant
+                    subject=(
+                        request.step.subject
+                        if request.step.pinned
+                        else self.journeys.subject_of(
+                            request.journey, request.step.name, request.variant
+                        )
                     ),
                 )
             except TemplateError as err:
@@ -301,13 +335,15 @@ def render_context(
     unsubscribe_url: str | None = None,
     survey_url: Callable[[str], str] | None = None,
     content: Content | None = None,
+    spec: StepSpec | None = None,
 ) -> dict[str, Any]:
     """What a step's templates read, from the store's rows; ``triggermail preview`` uses it too.
 
     ``unsubscribe_url`` is the e-mail's signed link; previews, which have none, show the
     shop's preferences page. ``survey_url`` makes a survey answer's signed link (previews:
     the shop's page). ``content`` is the journey's products and order
-    (:func:`activities.content.journey_content`).
+    (:func:`activities.content.journey_content`). ``spec``: the step as the journey
+    pinned it at entry; what it pinned is read there, not from ``journeys``.
     """
     shop = journeys.shop
     context: dict[str, Any] = {
@@ -324,7 +360,9 @@ def render_context(
         "now": now,
         **content_context(content or Content(), shop.url, shop.currency),
         "review_bonus": (
-            journeys.review_request.bonus
+            spec.review_bonus
+            if spec is not None and spec.pinned
+            else journeys.review_request.bonus
             if journey == "review_request" and journeys.review_request
             else None
         ),

@@ -46,27 +46,13 @@ def _config(journeys: JourneysConfig, journey: str) -> Reactivation | WinBack | 
 
 
 def with_segment_offer(journeys: JourneysConfig, request: SendEmailInput) -> SendEmailInput:
-    """The request with its step's offer as the customer's segment gets it.
-
-    On a step that makes an offer (a win-back's offer phase, a promo reactivation), the
-    segment's ``coupon_percent`` replaces the step's code's percentage and its
-    ``free_shipping`` replaces the step's; a segment without an offer, or another
-    journey's step, is unchanged. A survey reactivation asks, and offers nothing.
-    """
+    """The request with its step's offer as the customer's segment gets it
+    (:meth:`triggermail.journeys.LapsedJourney.offered`), for journeys entered before
+    offers were pinned at entry; a pinned step is the offer already."""
     config = _config(journeys, request.journey)
-    if config is None:
+    if config is None or request.step.pinned:
         return request
-    step = request.step
-    if isinstance(config, Reactivation) and config.ask == "survey":
-        return replace(request, step=replace(step, coupon_percent=None, free_shipping=False))
-    offer = config.offer_for(request.segment) if request.segment else None
-    if offer is None or not config.makes_offer(step):
-        return request
-    if offer.coupon_percent is not None and step.coupon_percent is not None:
-        step = replace(step, coupon_percent=offer.coupon_percent)
-    if offer.free_shipping is not None:
-        step = replace(step, free_shipping=offer.free_shipping)
-    return replace(request, step=step)
+    return replace(request, step=config.offered(request.step, request.segment))
 
 
 def lapsed_content(journeys: JourneysConfig, request: SendEmailInput) -> dict[str, Any] | None:
@@ -77,16 +63,20 @@ def lapsed_content(journeys: JourneysConfig, request: SendEmailInput) -> dict[st
     if config is None:
         return None
     step = request.step
-    asks = isinstance(config, Reactivation) and config.ask == "survey"
+    if step.pinned:
+        asks, points = step.survey, list(step.value_points)
+    else:  # entered before December 2026: as the config says now
+        asks = isinstance(config, Reactivation) and config.ask == "survey"
+        points = (
+            list(config.value_points)
+            if isinstance(config, WinBack) and step.phase == "value"
+            else []
+        )
     return {
         "segment": request.segment,
         "phase": step.phase,
         "free_shipping": step.free_shipping,
-        "value_points": (
-            list(config.value_points)
-            if isinstance(config, WinBack) and step.phase == "value"
-            else []
-        ),
+        "value_points": points,
         "survey": [{"answer": answer, "url": None} for answer in SURVEY_ANSWERS] if asks else [],
     }
 
@@ -130,7 +120,8 @@ class LapsedActivities:
     @activity.defn(name=SUNSET_AFTER_ACTIVITY)
     def sunset_after(self) -> float:
         """Seconds of grace after a win-back's last farewell (``[win_back] sunset_after``),
-        read when the farewell has gone, like the rest of its content."""
+        read when the farewell has gone: for win-backs entered before the grace was
+        pinned in their spec (``JourneySpec.sunset_after_s``)."""
         config = self.journeys.win_back
         return (config.sunset_after if config else timedelta(days=7)).total_seconds()
 

@@ -198,6 +198,14 @@ class Renderer:
 
     # -- rendering -------------------------------------------------------------------------
 
+    def has_template(self, template: str) -> bool:
+        """Whether ``<template>.jinja`` exists (compiled once, then answered from the cache)."""
+        try:
+            self.env.get_template(f"text:{template}.jinja")
+        except jinja2.TemplateNotFound:
+            return False
+        return True
+
     def render(
         self,
         template: str,

@@ -436,6 +436,8 @@ class SweepActivities:
         last_order_at, orders_count, total_spent = columns  # KIND_COLUMNS
         segment = segment_of(total_spent, orders_count, threshold, self.journeys.segments)
         key = last_order_at.date().isoformat()
+        # The segment's offer is part of what the journey keeps for life.
+        spec = self.journeys.offered(JOURNEY_OF[kind], spec, segment)
         return Candidate(
             kind=kind,
             customer_id=customer_id,

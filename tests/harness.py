@@ -70,6 +70,7 @@ class Shop:
         guardrails: Guardrails | None = None,
         welcome: bool = False,
         enabled: Iterable[str] = ("abandoned_cart",),
+        workflow_cache: int | None = None,
     ) -> None:
         self.env = env
         self.engine = make_engine(database_url)
@@ -88,6 +89,8 @@ class Shop:
         self.settings = Settings(
             database_url=database_url, outbox_dir=self.outbox, task_queue=self.task_queue
         )
+        if workflow_cache is not None:
+            self.settings = self.settings.model_copy(update={"workflow_cache": workflow_cache})
         self.transport: MailTransport = (
             SendGridTransport(api_key="SG.test", host=sendgrid_url, timeout_s=2)
             if sendgrid_url
@@ -117,7 +120,12 @@ class Shop:
         return self._virtual_now
 
     async def __aenter__(self) -> Shop:
-        self.worker = build_worker(
+        self.worker = self._build_worker()
+        await self.worker.__aenter__()
+        return self
+
+    def _build_worker(self) -> Workers:
+        return build_worker(
             self.env.client,
             settings=self.settings,
             journeys=self.journeys,
@@ -126,8 +134,27 @@ class Shop:
             executor=self.executor,
             clock=self.now_sync,
         )
+
+    async def redeploy(self, journeys: JourneysConfig) -> None:
+        """A deploy with another journeys TOML: the worker stops and starts again on it, and
+        the intake routes new events with it, while the journeys running sleep on.
+
+        Build the shop with ``workflow_cache=0``: a cached journey's next task goes to the
+        stopped worker's sticky queue, and the time-skipping server holds its clock until
+        that queue's timeout, which its frozen clock never reaches.
+        """
+        assert self.worker is not None
+        await self.worker.__aexit__(None, None, None)
+        self.journeys = journeys
+        self.intake = Intake(
+            session_factory=self.sessions,
+            client=self.env.client,
+            journeys=journeys,
+            task_queue=self.task_queue,
+            clock=self.now_sync,
+        )
+        self.worker = self._build_worker()
         await self.worker.__aenter__()
-        return self
 
     async def __aexit__(self, *exc: Any) -> None:
         # The time-skipping server is shared: a journey left running (or a workflow task

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -182,6 +182,8 @@ class Step(_Strict):
             phase=self.phase,
             hold=self.hold,
             variant=variant if chosen is not None or variant == "holdout" else "control",
+            pinned=True,
+            subject=chosen.subject if chosen is not None else None,
         )
 
 
@@ -191,6 +193,11 @@ class Journey(_Strict):
     holdout: float = Field(default=0, ge=0, le=0.5)
     """Share of customers who enter but are never mailed, so lift can be measured: each is
     recorded (``skipped``, reason ``holdout``) when its first e-mail would have gone."""
+
+    def pin(self, step: StepSpec) -> StepSpec:
+        """The step with what its e-mail reads of this table besides its own keys, so a
+        running journey keeps what it entered with."""
+        return step
 
     @model_validator(mode="after")
     def _unique_step_names(self) -> Journey:
@@ -226,6 +233,9 @@ class ReviewRequest(Journey):
     order. Unset: only ``Order Delivered`` starts the journey."""
     bonus: str | None = Field(default=None, min_length=1, max_length=200)
     """What a review earns, in the shop's words (``"10 % off your next order"``)."""
+
+    def pin(self, step: StepSpec) -> StepSpec:
+        return replace(step, review_bonus=self.bonus)
 
 
 LONGEST_CYCLE = timedelta(days=3650)
@@ -316,6 +326,22 @@ class LapsedJourney(Journey):
         """Whether a segment's offer replaces the step's."""
         return False
 
+    def offered(self, step: StepSpec, segment: str | None) -> StepSpec:
+        """The step's offer as ``segment`` gets it.
+
+        On a step that makes an offer (a win-back's offer phase, a promo reactivation),
+        the segment's ``coupon_percent`` replaces the step's code's percentage and its
+        ``free_shipping`` the step's; a segment without an offer leaves the step as it is.
+        """
+        offer = self.offer_for(segment) if segment else None
+        if offer is None or not self.makes_offer(step):
+            return step
+        if offer.coupon_percent is not None and step.coupon_percent is not None:
+            step = replace(step, coupon_percent=offer.coupon_percent)
+        if offer.free_shipping is not None:
+            step = replace(step, free_shipping=offer.free_shipping)
+        return step
+
 
 class Reactivation(LapsedJourney):
     """ "Still with us?": one e-mail with a personal code, or a one-question survey."""
@@ -327,6 +353,14 @@ class Reactivation(LapsedJourney):
     def makes_offer(self, step: StepSpec) -> bool:
         """Whether a segment's offer replaces the step's: every step, when it asks ``promo``."""
         return self.ask == "promo"
+
+    def offered(self, step: StepSpec, segment: str | None) -> StepSpec:
+        if self.ask == "survey":
+            return replace(step, coupon_percent=None, free_shipping=False)  # it asks, no offer
+        return super().offered(step, segment)
+
+    def pin(self, step: StepSpec) -> StepSpec:
+        return replace(step, survey=self.ask == "survey")
 
 
 class WinBack(LapsedJourney):
@@ -347,6 +381,10 @@ class WinBack(LapsedJourney):
     def makes_offer(self, step: StepSpec) -> bool:
         """Whether a segment's offer replaces the step's: the offer phase's steps."""
         return step.phase == "offer"
+
+    def pin(self, step: StepSpec) -> StepSpec:
+        points = tuple(self.value_points) if step.phase == "value" else ()
+        return replace(step, value_points=points)
 
     @model_validator(mode="after")
     def _phases_in_order(self) -> WinBack:
@@ -579,9 +617,9 @@ class JourneysConfig(_Strict):
         """
         config: Journey = getattr(self, journey)
         if customer_id is None:
-            return JourneySpec(name=journey, steps=[step.spec() for step in config.steps])
+            return self._pinned(config, journey, [step.spec() for step in config.steps])
         if in_holdout(journey, customer_id, config.holdout):
-            return JourneySpec(name=journey, steps=[step.spec(HOLDOUT) for step in config.steps])
+            return self._pinned(config, journey, [step.spec(HOLDOUT) for step in config.steps])
         steps = []
         for step in config.steps:
             variant = "control"
@@ -595,7 +633,26 @@ class JourneysConfig(_Strict):
                     else assign_variant(experiment, customer_id, step.weights())
                 )
             steps.append(step.spec(variant))
-        return JourneySpec(name=journey, steps=steps)
+        return self._pinned(config, journey, steps)
+
+    @staticmethod
+    def _pinned(config: Journey, journey: str, steps: list[StepSpec]) -> JourneySpec:
+        """The spec a journey carries for life: its table's content in each step too."""
+        return JourneySpec(
+            name=journey,
+            steps=[config.pin(step) for step in steps],
+            sunset_after_s=(
+                config.sunset_after.total_seconds() if isinstance(config, WinBack) else None
+            ),
+        )
+
+    def offered(self, journey: str, spec: JourneySpec, segment: str | None) -> JourneySpec:
+        """A lapsed journey's spec with the offers of the customer's ``segment`` (the
+        sweep knows it only once it reads the customer); other journeys' as they are."""
+        config = getattr(self, journey, None)
+        if not isinstance(config, LapsedJourney):
+            return spec
+        return replace(spec, steps=[config.offered(step, segment) for step in spec.steps])
 
     def draws_per_customer(self, journey: str) -> bool:
         """Whether customers may enter ``journey`` differently: a holdout or A/B variants."""

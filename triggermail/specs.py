@@ -37,6 +37,19 @@ class StepSpec:
     hold: bool = True
     """False: the frequency cap and quiet hours never hold this e-mail back (an answer to
     the customer's own action, such as the thank-you for an order)."""
+    pinned: bool = False
+    """True on every step of a journey entered since December 2026: the fields below, and
+    a lapsed journey's segment offer above, are what the e-mail says, whatever the
+    journeys TOML says when it goes (a deploy changes new entries, never running ones).
+    False (entered before): the send reads them from the config it runs with, as then."""
+    subject: str | dict[str, str] | None = None
+    """The variant's own subject line (one, or one per locale); None: the template's."""
+    review_bonus: str | None = None
+    """Review request: what the shop gives for a review (``[review_request] bonus``)."""
+    value_points: tuple[str, ...] = ()
+    """Win-back's value phase: what sets the shop apart (``[win_back] value_points``)."""
+    survey: bool = False
+    """Reactivation that asks why (``ask = "survey"``): the e-mail offers no code."""
 
 
 @dataclass(frozen=True)
@@ -45,3 +58,6 @@ class JourneySpec:
 
     name: str
     steps: list[StepSpec]
+    sunset_after_s: float | None = None
+    """Win-back: the grace after the farewell, pinned at entry; None (entered before
+    December 2026): read from the config when the farewell has gone."""

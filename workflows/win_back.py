@@ -71,12 +71,16 @@ class WinBackWorkflow(Journey):
         farewell = next((e for e in reversed(self.emails) if e.status in ("sent", "unknown")), None)
         if farewell is None or input.spec.steps[-1].name != farewell.step:
             return self.finish("completed")  # no farewell went out: nobody to say goodbye to
-        grace = await workflow.execute_activity(
-            SUNSET_AFTER_ACTIVITY,
-            result_type=float,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=LAPSED_RETRY,
-        )
+        # Pinned at entry since December 2026; a journey entered before asks the config
+        # (its history has the activity: the branch follows its input, so replay agrees).
+        grace = input.spec.sunset_after_s
+        if grace is None:
+            grace = await workflow.execute_activity(
+                SUNSET_AFTER_ACTIVITY,
+                result_type=float,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=LAPSED_RETRY,
+            )
         sunset_at = farewell.at + timedelta(seconds=grace)
         if not await self.wait_for(SUNSET_STEP, sunset_at, why="an open, a click or an order"):
             return self.finish(self.exited.reason if self.exited else "completed")

@@ -165,3 +165,27 @@ def test_unreachable_sendgrid_is_retried(sessions: sessionmaker[Session]) -> Non
     with sessions() as session:
         row = session.scalar(select(EmailSend))
         assert row is not None and (row.status, row.attempts) == ("pending", 1)
+
+
+def test_a_template_a_deploy_renamed_is_found_through_its_step_and_a_removed_one_skipped(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A journey keeps the template name it entered with; a later deploy that renamed or
+    removed the file must not fail its e-mail on every retry."""
+    outbox = tmp_path / "outbox"
+    send = activities(sessions, OutboxTransport(outbox)).send_email
+    renamed = replace(REMINDER, template="abandoned_cart/reminder_before_the_deploy")
+    gone = replace(REMINDER, name="nudge", template="abandoned_cart/nudge")
+
+    found = ActivityEnvironment().run(send, request(renamed))
+    skipped = ActivityEnvironment().run(
+        send, replace(request(gone), idempotency_key="abandoned-cart/c-1/entry-1/nudge")
+    )
+
+    assert found.status == "sent"
+    assert (skipped.status, skipped.reason) == ("skipped", "template_gone")
+    with sessions() as session:
+        rows = {row.step: row for row in session.scalars(select(EmailSend))}
+    assert rows["reminder"].template == "abandoned_cart/reminder"  # the step's file now
+    assert (rows["nudge"].status, rows["nudge"].reason) == ("skipped", "template_gone")
+    assert len(list(outbox.iterdir())) == 1

@@ -71,7 +71,8 @@ async def enter(
                 customer_id=customer,
                 entered_at=now,
                 entry_key=last_order_at.date().isoformat(),
-                spec=shop.journeys.spec(journey),
+                # As the sweep starts it: the segment's offer pinned in the spec.
+                spec=shop.journeys.offered(journey, shop.journeys.spec(journey), segment),
                 segment=segment,
                 last_order_at=last_order_at,
                 timezone="Europe/Paris",
