@@ -23,30 +23,22 @@ BEFORE_POINTS = ["Free returns for 30 days, no questions asked"]
 AFTER_POINTS = ["Something the shop says only after the deploy"]
 
 
-def before() -> JourneysConfig:
+def win_back(points: list[str], grace: timedelta, vip: Offer) -> JourneysConfig:
+    """The packaged journeys with these win-back value points, grace and VIP offer."""
     config = load_journeys()
     assert config.win_back is not None
-    win_back = config.win_back.model_copy(
-        update={
-            "value_points": BEFORE_POINTS,
-            "sunset_after": timedelta(days=7),
-            "segments": {"vip": Offer(coupon_percent=30, free_shipping=True)},
-        }
+    table = config.win_back.model_copy(
+        update={"value_points": points, "sunset_after": grace, "segments": {"vip": vip}}
     )
-    return config.model_copy(update={"win_back": win_back})
+    return config.model_copy(update={"win_back": table})
+
+
+def before() -> JourneysConfig:
+    return win_back(BEFORE_POINTS, timedelta(days=7), Offer(coupon_percent=30, free_shipping=True))
 
 
 def after() -> JourneysConfig:
-    config = before()
-    assert config.win_back is not None
-    win_back = config.win_back.model_copy(
-        update={
-            "value_points": AFTER_POINTS,
-            "sunset_after": timedelta(days=1),
-            "segments": {"vip": Offer(coupon_percent=50, free_shipping=False)},
-        }
-    )
-    return config.model_copy(update={"win_back": win_back})
+    return win_back(AFTER_POINTS, timedelta(days=1), Offer(coupon_percent=50, free_shipping=False))
 
 
 @pytest.fixture
