@@ -37,8 +37,9 @@ from starter.events import (
     SegmentEvent,
     parse_event,
 )
-from starter.routing import Route, Router, StartJourney, anonymous_ids_of, deliver
+from starter.routing import Router, anonymous_ids_of
 from starter.rows import lookup, prefetch, remember
+from starter.starting import Route, StartJourney, deliver
 from triggermail.birthdays import month_day, parse_birthday
 from triggermail.journeys import JourneysConfig
 from triggermail.store import (

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.routing import journey_ids
+from starter.starting import journey_ids
 from triggermail.journeys import Shop
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
