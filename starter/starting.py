@@ -98,16 +98,29 @@ async def deliver(client: Client, route: Route, *, task_queue: str) -> None:
                 raise
             # Used before and closed: once ever is the answer.
         return
-    handle = client.get_workflow_handle(route.workflow_id)
+    await end_journey(
+        client, route.workflow_id, JourneyExit(reason=route.reason, at=route.at, ref=route.ref)
+    )
+
+
+async def end_journey(
+    client: Client, workflow_id: str, exit: JourneyExit, *, rpc_timeout: timedelta = RPC_TIMEOUT
+) -> bool:
+    """Signal the journey under ``workflow_id`` to end; False when none runs there.
+
+    The one exit signal: routing's exits, an unsubscribe and an operator's cancel send it.
+    A journey that ended already, or never started, is nothing to end (NOT_FOUND).
+
+    Raises:
+        RPCError: Temporal refused the signal or is unreachable.
+    """
     try:
-        await handle.signal(
-            "exit",
-            JourneyExit(reason=route.reason, at=route.at, ref=route.ref),
-            rpc_timeout=RPC_TIMEOUT,
-        )
+        await client.get_workflow_handle(workflow_id).signal("exit", exit, rpc_timeout=rpc_timeout)
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
-            raise  # NOT_FOUND: no journey running, nothing to end
+            raise
+        return False
+    return True
 
 
 def replenishment_key(match: str, product: Product) -> str | None:
