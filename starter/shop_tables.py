@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from starter.events import OrderProps, ProductProps, SegmentEvent
@@ -33,6 +32,7 @@ from triggermail.store import (
     OrderLine,
     Product,
     Review,
+    insert_for,
     new_id,
     order_stats,
 )
@@ -313,10 +313,6 @@ def _link(
     order_stats(session, customer_id)  # guest orders may have become theirs
 
 
-def _dialect_insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def _reported_delivery(
     session: Session, customer_id: str, order_id: str, placed_at: datetime
 ) -> datetime | None:
@@ -349,7 +345,7 @@ def _ensure_customer(session: Session, customer_id: str, now: datetime) -> Custo
         return customer
     # INSERT … ON CONFLICT DO NOTHING: two events of a new customer may race.
     session.execute(
-        _dialect_insert(session)(Customer)
+        insert_for(session)(Customer)
         .values(
             id=customer_id,
             marketing_consent=False,
@@ -411,7 +407,7 @@ def _upsert_product(
     product = lookup(session, Product, props.product_id)
     if product is None:
         session.execute(
-            _dialect_insert(session)(Product)
+            insert_for(session)(Product)
             .values(id=props.product_id, name=props.name or props.product_id, updated_at=now)
             .on_conflict_do_nothing()
         )
