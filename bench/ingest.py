@@ -43,7 +43,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
 from starter.intake import Intake
-from starter.routing import StartJourney, deliver
+from starter.starting import StartJourney, deliver
 from triggermail.ids import abandoned_cart_id
 from triggermail.journeys import load_journeys
 from triggermail.migrate import upgrade

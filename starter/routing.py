@@ -5,46 +5,44 @@ entry conditions and re-entry rules (cool-down, one running per key, once ever),
 exits — a purchase ends every journey that ends on purchase, a refund every journey of
 that order. The rules read the store as it is after the event was applied; the send
 activity re-checks the same facts when an e-mail is due, so a lost signal never mails
-anyone it should not.
+anyone it should not. They only decide: ``starter.starting`` hands their routes to
+Temporal.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
-from temporalio.client import Client
-from temporalio.common import (
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from sqlalchemy.orm import Session, selectinload
 
 from activities.guardrails import suppression
 from starter.events import ProductProps, SegmentEvent
 from starter.rows import lookup
+from starter.starting import (
+    ORDER_JOURNEYS_HORIZON,
+    ExitJourney,
+    Route,
+    StartJourney,
+    lapsed_journeys,
+    replenishment_key,
+)
 from triggermail.ids import (
     abandoned_cart_id,
     browse_abandonment_id,
     post_purchase_id,
     replenishment_id,
     review_request_id,
-    welcome_id,
 )
-from triggermail.journeys import LONGEST_CYCLE, BrowseAbandonment, JourneysConfig
-from triggermail.search_attributes import journey_attributes
+from triggermail.journeys import BrowseAbandonment, JourneysConfig
 from triggermail.store import (
     Cart,
     CartLine,
     Customer,
     EmailSend,
     Event,
-    JourneyEntry,
     Order,
     OrderLine,
     Product,
@@ -53,12 +51,11 @@ from triggermail.store import (
 from triggermail.variants import HOLDOUT
 from triggermail.winners import Winners
 from workflows import browse_abandonment, registry
-from workflows.registry import customer_journey_ids, keyed_by
+from workflows.registry import keyed_by
 from workflows.types import (
     AbandonedCartInput,
     BrowseAbandonmentInput,
     CartActivity,
-    JourneyExit,
     JourneySpec,
     OrderDelivered,
     PostPurchaseInput,
@@ -70,8 +67,6 @@ from workflows.types import (
 )
 
 CART_EVENTS = frozenset({"Product Added", "Product Removed", "Checkout Started"})
-RPC_TIMEOUT = timedelta(seconds=10)
-"""A Temporal call slower than this is answered 503, well before an SDK's own timeout."""
 
 ENDS_ON_PURCHASE = [j for j in keyed_by("customer") if j.ends_on_purchase]
 """Journeys an order ends, by the customer-keyed ID they run under. Every one is
@@ -84,37 +79,6 @@ SENT = ("sent", "unknown", "attempting")
 """Ledger states of an e-mail that may have reached the customer."""
 MAX_VIEWS_READ = 200
 """A visit's views read to count one product's: a bot's thousands are no customer's."""
-ORDER_JOURNEYS_HORIZON = timedelta(days=400)
-"""How far back a customer's orders may still have journeys running (a year's cycle)."""
-LAPSED_JOURNEYS = [j.name for j in keyed_by("lapse")]
-"""Journeys keyed by customer and lapse, found from the entries the daily sweep records."""
-
-
-@dataclass(frozen=True)
-class StartJourney:
-    """Start a journey, or hand the signal to the one already running under its ID."""
-
-    journey: str
-    workflow_id: str
-    customer_id: str
-    input: Any
-    signal: str | None = None
-    signal_arg: Any = None
-    once: bool = False
-    """The ID is used once ever (a welcome, an order's journeys): a closed run refuses it."""
-
-
-@dataclass(frozen=True)
-class ExitJourney:
-    """End a journey if one runs under the ID (nothing to do otherwise)."""
-
-    workflow_id: str
-    reason: str
-    at: datetime
-    ref: str | None = None
-
-
-Route = StartJourney | ExitJourney
 
 
 class Router:
@@ -129,6 +93,37 @@ class Router:
         """The journey as this customer enters it: their variants, or the holdout."""
         winners = self.winners.current(session, self.journeys)
         return self.journeys.spec(journey, customer_id=customer_id, winners=winners)
+
+    def _start(
+        self,
+        session: Session,
+        journey: str,
+        *key: str,
+        customer_id: str,
+        timezone: str | None,
+        input: Callable[..., Any],
+        signal: str | None = None,
+        signal_arg: Any = None,
+        once: bool = False,
+        **fields: Any,
+    ) -> StartJourney:
+        """A start of ``journey`` under its registry ID for ``key``: its ``input`` dataclass
+        gets the customer, their spec and timezone, and the journey's own ``fields``."""
+        entry = registry.journey(journey)
+        return StartJourney(
+            journey=entry.name,
+            workflow_id=entry.workflow_id(*key),
+            customer_id=customer_id,
+            input=input(
+                customer_id=customer_id,
+                spec=self._spec(session, entry.name, customer_id),
+                timezone=timezone,
+                **fields,
+            ),
+            signal=signal,
+            signal_arg=signal_arg,
+            once=once,
+        )
 
     def routes(
         self, session: Session, event: SegmentEvent, at: datetime, customer_id: str | None
@@ -247,18 +242,16 @@ class Router:
     def _enter_cart(
         self, session: Session, customer_id: str, cart: Cart, at: datetime, event: SegmentEvent
     ) -> StartJourney:
-        return StartJourney(
-            journey="abandoned_cart",
-            workflow_id=abandoned_cart_id(customer_id),
+        return self._start(
+            session,
+            "abandoned_cart",
+            customer_id,
             customer_id=customer_id,
-            input=AbandonedCartInput(
-                customer_id=customer_id,
-                cart_id=cart.id,
-                entered_at=at,
-                entry_event_id=event.message_id or "",
-                spec=self._spec(session, "abandoned_cart", customer_id),
-                timezone=_timezone(session, customer_id),
-            ),
+            timezone=_timezone(session, customer_id),
+            input=AbandonedCartInput,
+            cart_id=cart.id,
+            entered_at=at,
+            entry_event_id=event.message_id or "",
             signal="cart_activity",
             signal_arg=CartActivity(cart_id=cart.id, at=at),
         )
@@ -325,18 +318,16 @@ class Router:
         if mailed is not None:
             return []  # cool-down: one series a week at most
         return [
-            StartJourney(
-                journey="browse_abandonment",
-                workflow_id=browse_abandonment_id(customer_id),
+            self._start(
+                session,
+                "browse_abandonment",
+                customer_id,
                 customer_id=customer_id,
-                input=BrowseAbandonmentInput(
-                    customer_id=customer_id,
-                    entered_at=at,
-                    entry_event_id=event.message_id or "",
-                    spec=self._spec(session, "browse_abandonment", customer_id),
-                    window_s=journey.window.total_seconds(),
-                    timezone=customer.timezone,
-                ),
+                timezone=customer.timezone,
+                input=BrowseAbandonmentInput,
+                entered_at=at,
+                entry_event_id=event.message_id or "",
+                window_s=journey.window.total_seconds(),
                 signal="viewed",
                 signal_arg=ProductView(product_id=product_id, at=at),
             )
@@ -394,18 +385,16 @@ class Router:
             and not _ran_before(session, customer_id, post_purchase_id(order.id))
         ):
             routes.append(
-                StartJourney(
-                    journey="post_purchase",
-                    workflow_id=post_purchase_id(order.id),
+                self._start(
+                    session,
+                    "post_purchase",
+                    order.id,
                     customer_id=customer_id,
-                    input=PostPurchaseInput(
-                        customer_id=customer_id,
-                        order_id=order.id,
-                        entered_at=at,
-                        entry_event_id=message_id,
-                        spec=self._spec(session, "post_purchase", customer_id),
-                        timezone=timezone,
-                    ),
+                    timezone=timezone,
+                    input=PostPurchaseInput,
+                    order_id=order.id,
+                    entered_at=at,
+                    entry_event_id=message_id,
                     once=True,
                 )
             )
@@ -422,19 +411,17 @@ class Router:
             and not _ran_before(session, customer_id, review_request_id(order.id))
         ):
             routes.append(
-                StartJourney(
-                    journey="review_request",
-                    workflow_id=review_request_id(order.id),
+                self._start(
+                    session,
+                    "review_request",
+                    order.id,
                     customer_id=customer_id,
-                    input=ReviewRequestInput(
-                        customer_id=customer_id,
-                        order_id=order.id,
-                        entered_at=at,
-                        entry_event_id=message_id,
-                        spec=self._spec(session, "review_request", customer_id),
-                        timezone=timezone,
-                        expected_delivery_at=at + review.expected_delivery,
-                    ),
+                    timezone=timezone,
+                    input=ReviewRequestInput,
+                    order_id=order.id,
+                    entered_at=at,
+                    entry_event_id=message_id,
+                    expected_delivery_at=at + review.expected_delivery,
                     once=True,
                 )
             )
@@ -462,21 +449,20 @@ class Router:
                 order_id=order.id, product_id=product.id, at=at, event_id=message_id, due_at=due_at
             )
             routes.append(
-                StartJourney(
-                    journey="replenishment",
-                    workflow_id=replenishment_id(customer_id, key),
+                self._start(
+                    session,
+                    "replenishment",
+                    customer_id,
+                    key,
                     customer_id=customer_id,
-                    input=ReplenishmentInput(
-                        customer_id=customer_id,
-                        key=key,
-                        product_id=product.id,
-                        order_id=order.id,
-                        entered_at=at,
-                        entry_event_id=message_id,
-                        due_at=due_at,
-                        spec=self._spec(session, "replenishment", customer_id),
-                        timezone=timezone,
-                    ),
+                    timezone=timezone,
+                    input=ReplenishmentInput,
+                    key=key,
+                    product_id=product.id,
+                    order_id=order.id,
+                    entered_at=at,
+                    entry_event_id=message_id,
+                    due_at=due_at,
                     signal="repurchased",
                     signal_arg=purchase,
                 )
@@ -549,18 +535,16 @@ class Router:
         if _ran_before(session, customer_id, review_request_id(order.id)):
             return []  # asked already: a later delivery report moves nothing
         return [
-            StartJourney(
-                journey="review_request",
-                workflow_id=review_request_id(order.id),
+            self._start(
+                session,
+                "review_request",
+                order.id,
                 customer_id=customer_id,
-                input=ReviewRequestInput(
-                    customer_id=customer_id,
-                    order_id=order.id,
-                    entered_at=delivered_at,
-                    entry_event_id=message_id,
-                    spec=self._spec(session, "review_request", customer_id),
-                    timezone=_timezone(session, customer_id),
-                ),
+                timezone=_timezone(session, customer_id),
+                input=ReviewRequestInput,
+                order_id=order.id,
+                entered_at=delivered_at,
+                entry_event_id=message_id,
                 signal="delivered",
                 signal_arg=OrderDelivered(at=delivered_at),
                 once=True,
@@ -626,149 +610,18 @@ class Router:
         if welcomed is not None:
             return []
         return [
-            StartJourney(
-                journey="welcome",
-                workflow_id=welcome_id(customer_id),
+            self._start(
+                session,
+                "welcome",
+                customer_id,
                 customer_id=customer_id,
-                input=WelcomeInput(
-                    customer_id=customer_id,
-                    entered_at=at,
-                    entry_event_id=event.message_id or "",
-                    spec=self._spec(session, "welcome", customer_id),
-                    timezone=customer.timezone,
-                ),
+                timezone=customer.timezone,
+                input=WelcomeInput,
+                entered_at=at,
+                entry_event_id=event.message_id or "",
                 once=True,
             )
         ]
-
-
-async def deliver(client: Client, route: Route, *, task_queue: str) -> None:
-    """Hand one route to Temporal: idempotent, so a retried event does nothing twice.
-
-    Raises:
-        RPCError: Temporal refused or is unreachable (the intake answers 503 or 4xx).
-    """
-    if isinstance(route, StartJourney):
-        workflow = registry.journey(route.journey).workflow
-        try:
-            await client.start_workflow(
-                workflow.run,
-                route.input,
-                id=route.workflow_id,
-                task_queue=task_queue,
-                # A running journey takes the signal; otherwise a new one starts with it.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=(
-                    WorkflowIDReusePolicy.REJECT_DUPLICATE
-                    if route.once
-                    else WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                ),
-                start_signal=route.signal,
-                start_signal_args=[route.signal_arg] if route.signal else [],
-                static_summary=f"{workflow.title} · customer {route.customer_id}",
-                search_attributes=journey_attributes(route.journey, route.customer_id),
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
-            if not route.once:
-                raise
-            # Used before and closed: once ever is the answer.
-        return
-    handle = client.get_workflow_handle(route.workflow_id)
-    try:
-        await handle.signal(
-            "exit",
-            JourneyExit(reason=route.reason, at=route.at, ref=route.ref),
-            rpc_timeout=RPC_TIMEOUT,
-        )
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise  # NOT_FOUND: no journey running, nothing to end
-
-
-def replenishment_key(match: str, product: Product) -> str | None:
-    """What a repurchase of ``product`` is matched on; None when its category is unknown."""
-    if match == "category":
-        return f"category:{product.category}" if product.category else None
-    return product.id
-
-
-def journeys_of(
-    session: Session, customer_id: str, now: datetime, *, match: str | None = None
-) -> dict[str, list[str]]:
-    """Every workflow ID a journey of this customer may run under, by journey name.
-
-    The one-per-customer journeys by their IDs; the journeys keyed by order or product
-    from the customer's recent orders (``match``: the replenishment's; None for both
-    kinds of key). An unsubscribe ends them all; the customer card lists them.
-    """
-    ids = {name: [workflow_id] for name, workflow_id in customer_journey_ids(customer_id).items()}
-    orders = list(
-        session.scalars(
-            select(Order)
-            .where(
-                Order.customer_id == customer_id, Order.placed_at >= now - ORDER_JOURNEYS_HORIZON
-            )
-            .order_by(Order.placed_at.desc())
-            .options(selectinload(Order.lines))
-        )
-    )
-    for per_order in keyed_by("order"):
-        ids[per_order.name] = [per_order.workflow_id(order.id) for order in orders]
-    per_product = keyed_by("product")
-    if per_product:
-        # A replenishment counts from an order as old as the longest cycle a product may have.
-        product_ids = set(
-            session.scalars(
-                select(OrderLine.product_id)
-                .join(Order, Order.id == OrderLine.order_id)
-                .where(Order.customer_id == customer_id, Order.placed_at >= now - LONGEST_CYCLE)
-                .distinct()
-            )
-        )
-        products = list(session.scalars(select(Product).where(Product.id.in_(product_ids))))
-        matches = [match] if match else ["product", "category"]
-        keys = {replenishment_key(m, product) for product in products for m in matches}
-        for keyed in per_product:
-            ids[keyed.name] = sorted(keyed.workflow_id(customer_id, k) for k in keys if k)
-    ids.update(lapsed_journeys(session, customer_id, now))
-    # The sweep starts a greeting the day before its day (on 31 December, next year's), and
-    # a 31 December greeting behind UTC is still waiting on 1 January UTC (last year's).
-    years = (now.year - 1, now.year, now.year + 1)
-    for occasion in keyed_by("occasion"):
-        ids[occasion.name] = [
-            workflow_id(customer_id, y)
-            for y in years
-            for workflow_id in occasion.sweep_kinds.values()
-        ]
-    return ids
-
-
-def lapsed_journeys(session: Session, customer_id: str, now: datetime) -> dict[str, list[str]]:
-    """The customer's reactivations and win-backs that may still run, by journey name.
-
-    Keyed by the day of the last order, their IDs cannot be made from the customer alone:
-    the sweep's entries name them (one indexed query on customer and entry time).
-    """
-    rows = session.execute(
-        select(JourneyEntry.journey, JourneyEntry.workflow_id).where(
-            JourneyEntry.customer_id == customer_id,
-            JourneyEntry.entered_at >= now - ORDER_JOURNEYS_HORIZON,
-            JourneyEntry.journey.in_(LAPSED_JOURNEYS),
-        )
-    )
-    ids: dict[str, list[str]] = {journey: [] for journey in LAPSED_JOURNEYS}
-    for journey, workflow_id in rows:
-        ids[journey].append(workflow_id)
-    return ids
-
-
-def journey_ids(
-    sessions: sessionmaker[Session], customer_id: str, now: datetime, *, match: str | None = None
-) -> dict[str, list[str]]:
-    """:func:`journeys_of` in a session of its own (for ``asyncio.to_thread``)."""
-    with sessions() as session:
-        return journeys_of(session, customer_id, now, match=match)
 
 
 def anonymous_ids_of(event: SegmentEvent) -> list[str]:

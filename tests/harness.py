@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.transports import MailTransport, OutboxTransport, SendGridTransport
 from starter.intake import Intake, IntakeResult
-from starter.routing import journeys_of
+from starter.starting import journeys_of
 from tests.pii import history_text, personal_data_in
 from triggermail.journeys import Guardrails, JourneysConfig, load_journeys
 from triggermail.settings import Settings

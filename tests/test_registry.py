@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.sweep import JOURNEY_OF, SWEPT_ID
-from starter.routing import journey_ids
+from starter.starting import journey_ids
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import make_engine, make_session_factory
 from worker import WORKFLOWS

@@ -7,6 +7,7 @@ migrations in ``triggermail/migrations``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -465,6 +467,12 @@ def order_stats(session: Session, customer_id: str | None) -> None:
     customer.first_order_md = (
         customer.first_order_at.strftime("%m-%d") if customer.first_order_at else None
     )
+
+
+def insert_for(session: Session) -> Callable[[Any], postgresql.Insert | sqlite.Insert]:
+    """The ``insert`` of the session's database, with its ``ON CONFLICT`` clauses
+    (``on_conflict_do_nothing``): both dialects spell them alike."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _aware(value: datetime | str | None) -> datetime | None:

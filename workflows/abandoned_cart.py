@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 
 from temporalio import workflow
 
@@ -15,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
         AbandonedCartInput,
         CartActivity,
         JourneyResult,
-        StepSpec,
     )
 
 
@@ -52,9 +50,9 @@ class AbandonedCartWorkflow(Journey):
     def _last_change(self) -> datetime | None:
         return self.last_activity
 
-    def _after_last_change(self, step: StepSpec) -> datetime:
+    def _quiet_since(self) -> datetime:
         assert self.last_activity is not None
-        return self.last_activity + timedelta(seconds=step.after_s)
+        return self.last_activity
 
     @workflow.run
     async def run(self, input: AbandonedCartInput) -> JourneyResult:
@@ -65,30 +63,19 @@ class AbandonedCartWorkflow(Journey):
         self.begin(
             customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
         )
-
-        due = input.entered_at
-        for index, step in enumerate(input.spec.steps):
-            if index == 0:
-                # Counted from the last cart change, which may move while we wait.
-                quiet_end = partial(self._after_last_change, step)
-                ready = await self.wait_for(
-                    step, quiet_end, why="a purchase", changed=self._last_change
-                )
-                due = quiet_end()
-            else:
-                due += timedelta(seconds=step.after_s)
-                ready = await self.wait_for(step, due, why="a purchase")
-            if not ready:
-                break
-            stop = await self.send_step(
+        # Counted from the last cart change, which may move while we wait.
+        return await self.send_after_quiet(
+            input.spec.steps,
+            self._quiet_since,
+            why="a purchase",
+            changed=self._last_change,
+            send=lambda step: self.send_step(
                 step,
                 entry_event_id=input.entry_event_id,
                 entered_at=input.entered_at,
                 cart_id=self.cart_id,
-            )
-            if stop is not None:
-                return self.finish(stop)
-        return self.finish(self.exited.reason if self.exited else "completed")
+            ),
+        )
 
 
 JOURNEY = JourneyDef(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import partial
 
 from temporalio import workflow
 
@@ -40,6 +39,7 @@ class BrowseAbandonmentWorkflow(Journey):
     def __init__(self) -> None:
         super().__init__()
         self.views: list[ProductView] = []
+        self.shown: list[str] | None = None  # the products the e-mails show
 
     @workflow.signal
     def viewed(self, view: ProductView) -> None:
@@ -47,9 +47,6 @@ class BrowseAbandonmentWorkflow(Journey):
 
     def last_view(self) -> datetime | None:
         return max((v.at for v in self.views), default=None)
-
-    def _after_last_view(self, step: StepSpec, entered_at: datetime) -> datetime:
-        return (self.last_view() or entered_at) + timedelta(seconds=step.after_s)
 
     def products(self, window: timedelta) -> list[str]:
         """The products of this visit, most recently viewed first, each once."""
@@ -67,30 +64,25 @@ class BrowseAbandonmentWorkflow(Journey):
             customer_id=input.customer_id, entered_at=input.entered_at, timezone=input.timezone
         )
         window = timedelta(seconds=input.window_s)
-        due = input.entered_at
-        for index, step in enumerate(input.spec.steps):
-            if index == 0:
-                quiet_end = partial(self._after_last_view, step, input.entered_at)
-                ready = await self.wait_for(
-                    step, quiet_end, why="a cart or an order", changed=self.last_view
-                )
-                due = quiet_end()
+
+        async def send(step: StepSpec) -> str | None:
+            if self.shown is None:
                 # Fixed now: both e-mails are about this visit, whatever is viewed later.
-                products = self.products(window)
-            else:
-                due += timedelta(seconds=step.after_s)
-                ready = await self.wait_for(step, due, why="a cart or an order")
-            if not ready:
-                break
-            stop = await self.send_step(
+                self.shown = self.products(window)
+            return await self.send_step(
                 step,
                 entry_event_id=input.entry_event_id,
                 entered_at=input.entered_at,
-                product_ids=products,
+                product_ids=self.shown,
             )
-            if stop is not None:
-                return self.finish(stop)
-        return self.finish(self.exited.reason if self.exited else "completed")
+
+        return await self.send_after_quiet(
+            input.spec.steps,
+            lambda: self.last_view() or input.entered_at,
+            why="a cart or an order",
+            changed=self.last_view,
+            send=send,
+        )
 
 
 JOURNEY = JourneyDef(

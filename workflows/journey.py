@@ -9,7 +9,7 @@ Everything operators see — search attributes, the workflow's current details, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -299,6 +299,38 @@ class Journey:
             if stop is not None:
                 return stop
         return None
+
+    async def send_after_quiet(
+        self,
+        steps: list[StepSpec],
+        quiet_since: Callable[[], datetime],
+        *,
+        why: str,
+        changed: Callable[[], object],
+        send: Callable[[StepSpec], Awaitable[str | None]],
+    ) -> JourneyResult:
+        """Wait for and send ``steps`` in turn, then finish: the first once ``quiet_since()``
+        (the last change) is its ``after_s`` behind, a deadline that moves while we wait
+        whenever ``changed()`` does; each later one ``after_s`` after the previous one was
+        due. ``send`` sends a step; it returns the reason the journey must end, or None."""
+        due = quiet_since()
+        for index, step in enumerate(steps):
+            if index == 0:
+
+                def quiet_end(after: timedelta = timedelta(seconds=step.after_s)) -> datetime:
+                    return quiet_since() + after
+
+                ready = await self.wait_for(step, quiet_end, why=why, changed=changed)
+                due = quiet_end()
+            else:
+                due += timedelta(seconds=step.after_s)
+                ready = await self.wait_for(step, due, why=why)
+            if not ready:
+                break
+            stop = await send(step)
+            if stop is not None:
+                return self.finish(stop)
+        return self.finish(self.exited.reason if self.exited else "completed")
 
     def conclude(self, stop: str | None) -> JourneyResult:
         """Finish with ``stop``, else with the exit that came, else as completed."""

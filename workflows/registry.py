@@ -60,7 +60,7 @@ def keyed_by(*keys: str) -> list[JourneyDef]:
 
 def customer_journey_ids(customer_id: str) -> dict[str, str]:
     """Where a customer's one-at-a-time journeys run, by journey name (those keyed by order,
-    product, lapse or occasion are found from the store: ``starter.routing.journeys_of``)."""
+    product, lapse or occasion are found from the store: ``starter.starting.journeys_of``)."""
     return {j.name: j.workflow_id(customer_id) for j in keyed_by("customer")}
 
 

@@ -1,5 +1,5 @@
 """Lapsed customers as the daily sweep hands them to a journey: a customer whose last order
-is long past, their recorded entry, and the start through ``starter.routing.deliver``."""
+is long past, their recorded entry, and the start through ``starter.starting.deliver``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from starter.routing import StartJourney, deliver
+from starter.starting import StartJourney, deliver
 from tests.guardrails.test_sendgrid_webhook import HOOK, signed
 from tests.harness import Shop
 from triggermail.ids import reactivation_id, win_back_id

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from starter.routing import StartJourney, deliver, journeys_of
+from starter.starting import StartJourney, deliver, journeys_of
 from tests.harness import Shop
 from triggermail.ids import anniversary_id, birthday_id
 from triggermail.journeys import Guardrails

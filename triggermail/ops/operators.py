@@ -15,7 +15,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
+from starter.starting import end_journey
 from triggermail.durations import format_duration
 from triggermail.search_attributes import CUSTOMER_ID, JOURNEY, JOURNEY_STEP, NEXT_SEND_AT
 from workflows.abandoned_cart import AbandonedCartWorkflow
@@ -109,12 +111,14 @@ async def cancel_journey(
 
     Args:
         at: when the operator cancelled it (default: now, by this machine's clock).
+
+    Raises:
+        RPCError: Temporal refused or is unreachable, or no journey runs under the ID
+            (NOT_FOUND: the operator is told it was not cancelled).
     """
-    handle = client.get_workflow_handle(workflow_id)
-    await handle.signal(
-        AbandonedCartWorkflow.exit,
-        JourneyExit(reason="cancelled", at=at or datetime.now(UTC), note=reason),
-    )
+    exit = JourneyExit(reason="cancelled", at=at or datetime.now(UTC), note=reason)
+    if not await end_journey(client, workflow_id, exit):
+        raise RPCError(f"no journey runs under {workflow_id}", RPCStatusCode.NOT_FOUND, b"")
 
 
 async def current_details(handle: WorkflowHandle[Any, Any]) -> str:

@@ -28,7 +28,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.guardrails import suppressions_of
-from starter.routing import journey_ids
+from starter.starting import journey_ids
 from triggermail.store import Customer, EmailSend, Event, Identity, SurveyAnswer, utcnow
 from workflows.registry import customer_journey_ids
 from workflows.types import JourneyStatus
@@ -161,7 +161,7 @@ async def running_journeys(
 ) -> list[RunningJourney]:
     """The customer's journeys that are running now, with their next step when a worker answers.
 
-    ``ids``: where to look, by journey (``starter.routing.journeys_of``); the
+    ``ids``: where to look, by journey (``starter.starting.journeys_of``); the
     one-per-customer journeys when None.
 
     Raises:

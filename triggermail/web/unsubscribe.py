@@ -29,12 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from starter.routing import journey_ids
+from starter.starting import end_journey, journey_ids
 from triggermail.journeys import Shop
 from triggermail.links import SecretMissing, UnsubscribeLinks, signing_secret
 from triggermail.settings import Settings
 from triggermail.store import EmailSend, Suppression
-from workflows.journey import Journey
 from workflows.registry import customer_journey_ids
 from workflows.types import JourneyExit
 
@@ -180,12 +179,13 @@ async def end_journeys(
 
 async def _end(client: Client, workflow_id: str, at: datetime) -> bool:
     try:
-        await client.get_workflow_handle(workflow_id).signal(
-            Journey.exit, JourneyExit(reason="unsubscribed", at=at), rpc_timeout=SIGNAL_TIMEOUT
+        await end_journey(
+            client,
+            workflow_id,
+            JourneyExit(reason="unsubscribed", at=at),
+            rpc_timeout=SIGNAL_TIMEOUT,
         )
     except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return True
         # The send activity's suppression check still stops every e-mail.
         log.warning("could not end %s after an unsubscribe: %s", workflow_id, err.message)
         # A signal Temporal refuses as malformed would be refused on every later try too.

@@ -32,11 +32,10 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from triggermail.store import EmailEvent, EmailSend, Suppression
+from triggermail.store import EmailEvent, EmailSend, Suppression, insert_for
 from triggermail.web.unsubscribe import follow_up
 
 log = logging.getLogger("triggermail.web.webhooks")
@@ -134,9 +133,7 @@ def record(
     counts = {"recorded": 0, "duplicates": 0, "ignored": 0}
     leaving: set[str] = set()
     with sessions() as session:
-        insert = (
-            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        )
+        insert = insert_for(session)
         for event in events:
             parsed = _parse(event)
             if parsed is None:
