@@ -241,5 +241,5 @@ def _apply(
 
 
 def _reply(status: int, code: str, message: str) -> JSONResponse:
-    # The API's one error shape (triggermail.web.api.Problem).
+    # The API's one error shape (triggermail.web.errors.Problem).
     return JSONResponse({"success": False, "code": code, "message": message}, status_code=status)
