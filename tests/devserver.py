@@ -29,7 +29,8 @@ async def pause_in_effect(handle: ScheduleHandle, *, note: str) -> None:
     write the pause away. An operator's pause is in effect before anyone applies again.
     """
     await handle.pause(note=note)
-    for _ in range(100):
+    deadline = asyncio.get_running_loop().time() + 30  # a loaded machine: seconds, not ms
+    while asyncio.get_running_loop().time() < deadline:
         if (await handle.describe()).schedule.state.paused:
             return
         await asyncio.sleep(0.05)

@@ -128,12 +128,15 @@ def journeys_cancel(
     from triggermail.ops.operators import cancel_journey
     from triggermail.temporal import connect
 
-    async def cancel() -> None:
-        await cancel_journey(await connect(), workflow_id, reason=reason)
+    async def cancel() -> bool:
+        return await cancel_journey(await connect(), workflow_id, reason=reason)
 
     try:
-        asyncio.run(cancel())
+        running = asyncio.run(cancel())
     except RPCError as err:
         console.print(f"[red]not cancelled:[/red] {err.message}")
         raise typer.Exit(1) from err
+    if not running:
+        console.print(f"[red]not cancelled:[/red] no journey runs under {workflow_id}")
+        raise typer.Exit(1)
     console.print(f"{workflow_id}: cancel requested ({reason})")

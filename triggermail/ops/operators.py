@@ -15,7 +15,6 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError, RPCStatusCode
 
 from starter.starting import end_journey
 from triggermail.durations import format_duration
@@ -106,19 +105,18 @@ async def list_journeys(
 
 async def cancel_journey(
     client: Client, workflow_id: str, *, reason: str, at: datetime | None = None
-) -> None:
+) -> bool:
     """End a journey gracefully: no e-mail after this, and the reason is in its history.
+    False when no journey runs under the ID (nothing to cancel).
 
     Args:
         at: when the operator cancelled it (default: now, by this machine's clock).
 
     Raises:
-        RPCError: Temporal refused or is unreachable, or no journey runs under the ID
-            (NOT_FOUND: the operator is told it was not cancelled).
+        RPCError: Temporal refused or is unreachable.
     """
     exit = JourneyExit(reason="cancelled", at=at or datetime.now(UTC), note=reason)
-    if not await end_journey(client, workflow_id, exit):
-        raise RPCError(f"no journey runs under {workflow_id}", RPCStatusCode.NOT_FOUND, b"")
+    return await end_journey(client, workflow_id, exit)
 
 
 async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
