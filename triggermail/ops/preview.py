@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from activities.content import journey_content
 from activities.email import render_context
-from activities.rendering import Rendered, Renderer, TemplateError, sample_context
+from activities.rendering import Rendered, Renderer, TemplateError
+from activities.samples import sample_context
 from triggermail.durations import format_duration
 from triggermail.journeys import Journey, JourneysConfig, Step
 from triggermail.store import Cart, Coupon, Customer, Event, Order
