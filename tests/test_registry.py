@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.sweep import JOURNEY_OF, SWEPT_ID
+from activities.sweep_store import JOURNEY_OF, SWEPT_ID
 from starter.routing import journey_ids
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import make_engine, make_session_factory

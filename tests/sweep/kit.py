@@ -174,14 +174,14 @@ async def sweep(
     """What the workflow does, page by page, without Temporal."""
     from workflows.sweep import FinishInput
 
-    plan = activities.plan_sync(day.isoformat())
+    plan = activities.store.plan(day.isoformat())
     counts: dict[str, JourneyCounts] = {}
     cursor: SweepCursor | None = SweepCursor(plan.kinds[0])
     while cursor is not None:
         page = await activities.page(PageInput(plan, cursor))
         counts.setdefault(page.kind, JourneyCounts()).add(page.counts)
         cursor = page.next
-    activities.finish_sync(FinishInput(plan, counts))
+    activities.store.finish(FinishInput(plan, counts))
     return plan, counts
 
 

@@ -223,9 +223,9 @@ async def test_a_second_run_keeps_the_recorded_segments_and_records_the_new_entr
     )
 
     def run() -> dict[str, str | None]:
-        plan = activities.plan_sync(D.isoformat())
-        page = activities.read_page(plan, SweepCursor("reactivation"))
-        recorded = activities.record_entries(plan, page.candidates)
+        plan = activities.store.plan(D.isoformat())
+        page = activities.store.read_page(plan, SweepCursor("reactivation"))
+        recorded = activities.store.record_entries(plan, page.candidates)
         return {
             c.customer_id: c.input.segment for c in recorded if isinstance(c.input, LapsedInput)
         }
