@@ -46,14 +46,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.sweep import SweepActivities
 from activities.sweep_store import midnight, month_days, occasion_days
-from triggermail.journeys import (
-    Birthday,
-    JourneysConfig,
-    Reactivation,
-    Step,
-    WinBack,
-    load_journeys,
-)
+from triggermail.journey_tables import Birthday, Reactivation, Step, WinBack
+from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.migrate import upgrade
 from triggermail.search_attributes import ALL
 from triggermail.store import (

@@ -36,7 +36,8 @@ from triggermail.ids import (
     review_request_id,
     welcome_id,
 )
-from triggermail.journeys import LONGEST_CYCLE, BrowseAbandonment, JourneysConfig
+from triggermail.journey_tables import LONGEST_CYCLE, BrowseAbandonment
+from triggermail.journeys import JourneysConfig
 from triggermail.search_attributes import journey_attributes
 from triggermail.store import (
     Cart,

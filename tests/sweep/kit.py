@@ -20,14 +20,8 @@ from temporalio.worker import Worker
 
 from activities.sweep import SweepActivities
 from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
-from triggermail.journeys import (
-    Birthday,
-    JourneysConfig,
-    Reactivation,
-    Step,
-    WinBack,
-    load_journeys,
-)
+from triggermail.journey_tables import Birthday, Reactivation, Step, WinBack
+from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import Customer
 from workflows.sweep import JourneyCounts, PageInput, SweepCursor, SweepPlan, SweepWorkflow
 

@@ -419,7 +419,7 @@ def test_never_customers_are_untouched(sessions: sessionmaker[Session]) -> None:
 async def test_the_sweep_draws_each_customers_holdout_and_variants(
     sessions: sessionmaker[Session],
 ) -> None:
-    from triggermail.journeys import Variant
+    from triggermail.journey_tables import Variant
     from triggermail.variants import assign_variant, in_holdout
 
     add(sessions, *(customer(f"r{i}", last_order=ago(90)) for i in range(40)))
