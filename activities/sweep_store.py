@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Row, Select, Table, func, or_, select
@@ -39,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from activities.segments import segment_of, vip_threshold
 from triggermail.birthdays import month_day
 from triggermail.journeys import JourneysConfig
+from triggermail.localtime import customer_zone
 from triggermail.store import Customer, JourneyEntry, Suppression, SweepRun, utcnow
 from triggermail.winners import Winners
 from workflows import registry
@@ -173,10 +173,7 @@ def occasion_moments(
     """``send_at`` on ``day`` and the end of that day in ``timezone`` (the shop's when the
     customer has none or a wrong one), both as UTC. Cached: a sweep's thousands of
     occasions fall on a day or two in a few dozen timezones."""
-    try:
-        zone = ZoneInfo(timezone or shop_timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo(shop_timezone)  # a timezone the shop sent wrong: the shop's own
+    zone = customer_zone(timezone, shop_timezone)
     return (
         datetime.combine(day, send_at, tzinfo=zone).astimezone(UTC),
         datetime.combine(day + DAY, time(0), tzinfo=zone).astimezone(UTC),
