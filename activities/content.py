@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from activities.guardrails import customer_zone
 from activities.lapsed import LAPSED_JOURNEYS, lapsed_content
 from activities.recommendations import recommend
 from triggermail.birthdays import birthday_on
 from triggermail.journeys import JourneysConfig
+from triggermail.localtime import customer_zone
 from triggermail.store import Cart, CartLine, Customer, Order, OrderLine, Product, Review
 from workflows import registry
 from workflows.types import SendEmailInput
@@ -169,7 +169,9 @@ def _occasion(
     if request.send_on:
         day = date.fromisoformat(request.send_on)
     else:  # a preview: as if today were the day
-        day = request.entered_at.astimezone(customer_zone(customer, journeys.shop.timezone)).date()
+        day = request.entered_at.astimezone(
+            customer_zone(customer.timezone, journeys.shop.timezone)
+        ).date()
     name = request.step.name
     if name == "birthday":
         if request.send_on and (

@@ -24,7 +24,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.content import Content, content_context, journey_content, lines_context
-from activities.guardrails import Hold, customer_zone, hold, lock_customer, suppression
+from activities.guardrails import Hold, hold, lock_customer, suppression
 from activities.lapsed import with_segment_offer
 from activities.rendering import Renderer, TemplateError
 from activities.transports import (
@@ -36,6 +36,7 @@ from activities.transports import (
 )
 from triggermail.journeys import JourneysConfig
 from triggermail.links import DEV_SECRET, UnsubscribeLinks
+from triggermail.localtime import customer_zone
 from triggermail.store import Cart, CartLine, Coupon, Customer, EmailSend, Order, new_id, utcnow
 from triggermail.variants import HOLDOUT
 from workflows.types import SEND_EMAIL_ACTIVITY, SendEmailInput, SendResult, StepSpec
@@ -160,6 +161,7 @@ class EmailActivities:
 
             assert customer is not None and customer.email is not None
             guardrails = self.journeys.guardrails
+            zone = customer_zone(customer.timezone, self.journeys.shop.timezone)
             # An attempt that reached the provider call was cleared then; its own
             # ``attempting`` mark must not hold it back now.
             held = (
@@ -169,17 +171,19 @@ class EmailActivities:
                     customer=customer,
                     row=row,
                     now=now,
-                    shop_timezone=self.journeys.shop.timezone,
+                    zone=zone,
                 )
                 if row.status == "pending" and request.step.hold
                 else None
             )
             goes_at = held.until if held is not None and request.may_defer else now
-            if request.send_on and row.status == "pending":
-                zone = customer_zone(customer, self.journeys.shop.timezone)
-                if goes_at >= _end_of_day(request.send_on, zone):
-                    # A greeting for a day that is over is worse than none.
-                    return _settle(session, row, request, "skipped", "too_late")
+            if (
+                request.send_on
+                and row.status == "pending"
+                and goes_at >= _end_of_day(request.send_on, zone)
+            ):
+                # A greeting for a day that is over is worse than none.
+                return _settle(session, row, request, "skipped", "too_late")
             if held is not None and request.may_defer:
                 if held.until - (row.due_at or now) > guardrails.max_deferral:
                     return _settle(session, row, request, "skipped", "capped")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -86,16 +86,6 @@ def quiet_end(moment: datetime, quiet: QuietHours, timezone: ZoneInfo) -> dateti
     return max(end, moment + timedelta(seconds=1))
 
 
-def customer_zone(customer: Customer, fallback: str) -> ZoneInfo:
-    for name in (customer.timezone, fallback):
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    return ZoneInfo("UTC")
-
-
 def hold(
     session: Session,
     *,
@@ -103,7 +93,7 @@ def hold(
     customer: Customer,
     row: EmailSend,
     now: datetime,
-    shop_timezone: str,
+    zone: ZoneInfo,
 ) -> Hold | None:
     """When ``row`` may go, if not now.
 
@@ -111,7 +101,8 @@ def hold(
        than ``max_per_week`` in any 7 days.
     2. Priority: an e-mail of another journey already held and due now, of higher
        priority (or equal and waiting longer), goes first; this one steps aside.
-    3. Quiet hours: a moment inside the window moves to its end, in the customer's zone.
+    3. Quiet hours: a moment inside the window moves to its end, in the customer's
+       ``zone`` (:func:`triggermail.localtime.customer_zone`).
     """
     if guardrails.is_exempt(row.journey):
         return None
@@ -130,7 +121,7 @@ def hold(
         until = now + max(gap, YIELD_STEP)
 
     if guardrails.quiet_hours is not None:
-        end = quiet_end(until, guardrails.quiet_hours, customer_zone(customer, shop_timezone))
+        end = quiet_end(until, guardrails.quiet_hours, zone)
         if end is not None:
             reason = "quiet_hours" if until <= now else reason
             until = end

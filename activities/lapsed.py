@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.guardrails import lock_customer
-from triggermail.journeys import JourneysConfig, Reactivation, WinBack
+from triggermail.journey_tables import Reactivation, WinBack
+from triggermail.journeys import JourneysConfig
 from triggermail.store import EmailEvent, EmailSend, Order, Suppression, utcnow
 from workflows import registry
 from workflows.types import (
@@ -47,7 +48,7 @@ def _config(journeys: JourneysConfig, journey: str) -> Reactivation | WinBack | 
 
 def with_segment_offer(journeys: JourneysConfig, request: SendEmailInput) -> SendEmailInput:
     """The request with its step's offer as the customer's segment gets it
-    (:meth:`triggermail.journeys.LapsedJourney.offered`), for journeys entered before
+    (:meth:`triggermail.journey_tables.LapsedJourney.offered`), for journeys entered before
     offers were pinned at entry; a pinned step is the offer already."""
     config = _config(journeys, request.journey)
     if config is None or request.step.pinned:

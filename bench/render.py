@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.rendering import Renderer, sample_context
+from activities.rendering import Renderer
+from activities.samples import sample_context
 from triggermail.journeys import load_journeys
 
 LOCALES = ("en", "fr", "ja", "uk")

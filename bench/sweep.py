@@ -44,15 +44,10 @@ import sqlalchemy as sa
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.sweep import SweepActivities, midnight, month_days, occasion_days
-from triggermail.journeys import (
-    Birthday,
-    JourneysConfig,
-    Reactivation,
-    Step,
-    WinBack,
-    load_journeys,
-)
+from activities.sweep import SweepActivities
+from activities.sweep_store import midnight, month_days, occasion_days
+from triggermail.journey_tables import Birthday, Reactivation, Step, WinBack
+from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.migrate import upgrade
 from triggermail.search_attributes import ALL
 from triggermail.store import (
@@ -186,14 +181,14 @@ def run_sweep(
     """The plan, then each page's store work as the page activity does it; the whole time
     and the plan's."""
     started = time.perf_counter()
-    plan = activities.plan_sync(DAY.isoformat())
+    plan = activities.store.plan(DAY.isoformat())
     plan_s = time.perf_counter() - started
     rows = 0
     counts: dict[str, JourneyCounts] = {}
     cursor: SweepCursor | None = SweepCursor(plan.kinds[0])
     while cursor is not None:
-        page = activities.read_page(plan, cursor)
-        entries = activities.record_entries(plan, page.candidates)
+        page = activities.store.read_page(plan, cursor)
+        entries = activities.store.record_entries(plan, page.candidates)
         rows += page.rows + len(entries)
         kind = counts.setdefault(page.kind, JourneyCounts())
         kind.add(page.counts)
@@ -277,7 +272,7 @@ async def time_starts(activities: SweepActivities, plan: SweepPlan, sample: int)
     ) as env:
         await register_search_attributes(env.client)
         activities.client = env.client
-        page = activities.read_page(plan, SweepCursor("reactivation"))
+        page = activities.store.read_page(plan, SweepCursor("reactivation"))
         candidates = (page.candidates * (sample // max(len(page.candidates), 1) + 1))[:sample]
         # Unique IDs: the sample repeats the page's customers.
         candidates = [
@@ -335,7 +330,7 @@ def main() -> None:
                 )
             )
         buyers, new_buyers = day_of_buyers(engine)
-        plan = activities.plan_sync(DAY.isoformat())
+        plan = activities.store.plan(DAY.isoformat())
         queries = bare_queries(plan, config)
         if args.explain:
             explain(engine, queries)

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from triggermail.birthdays import parse_birthday
-from triggermail.journeys import LONGEST_CYCLE
+from triggermail.journey_tables import LONGEST_CYCLE
 
 PRODUCT_EVENTS = frozenset(
     {"Product Viewed", "Product Added", "Product Removed", "Product Reviewed"}

@@ -32,7 +32,7 @@ from triggermail.ids import (
     abandoned_cart_id,
     browse_abandonment_id,
 )
-from triggermail.journeys import BrowseAbandonment
+from triggermail.journey_tables import BrowseAbandonment
 from triggermail.store import (
     Cart,
     CartLine,

@@ -24,7 +24,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from triggermail.journeys import LONGEST_CYCLE
+from triggermail.journey_tables import LONGEST_CYCLE
 from triggermail.search_attributes import journey_attributes
 from triggermail.store import JourneyEntry, Order, OrderLine, Product
 from workflows import registry

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.sweep import JOURNEY_OF, SWEPT_ID
+from activities.sweep_store import JOURNEY_OF, SWEPT_ID
 from starter.starting import journey_ids
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import make_engine, make_session_factory
@@ -78,7 +78,8 @@ def test_an_unsubscribe_and_the_customer_card_find_every_journey_of_a_customer(
 
 @pytest.mark.parametrize("journey", registry.NAMES)
 def test_each_journeys_packaged_steps_render_with_the_sample_context(journey: str) -> None:
-    from activities.rendering import Renderer, sample_context
+    from activities.rendering import Renderer
+    from activities.samples import sample_context
 
     packaged = load_journeys()
     table = getattr(packaged, journey)

@@ -1,4 +1,8 @@
-"""Times shown to operators in UTC and in the customer's own timezone.
+"""A customer's timezone: the one every local time is counted in, and how operators see it.
+
+:func:`customer_zone` is the one place that says which zone a customer's local times
+(quiet hours, a birthday's hour, the end of their day) are counted in; the send, its
+guard, the content and the sweep all ask it.
 
 Imported by workflows through ``imports_passed_through``: the sandbox's restricted
 ``zoneinfo`` cannot build a tzinfo, the real one can, and it reads only the
@@ -9,6 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def customer_zone(timezone: str | None, shop_timezone: str) -> ZoneInfo:
+    """The customer's own timezone; the shop's when theirs is unknown or not a timezone
+    (a shop's backend may send anything); UTC when neither is."""
+    for name in (timezone, shop_timezone):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
 
 
 def utc_and_local(moment: datetime, timezone: str | None) -> str:

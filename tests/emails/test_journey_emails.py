@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from activities.rendering import Renderer, link_problems, sample_context
+from activities.rendering import Renderer, link_problems
+from activities.samples import sample_context
 from triggermail.journeys import load_journeys
 
 JOURNEYS = load_journeys()

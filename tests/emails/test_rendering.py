@@ -19,13 +19,9 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_currency
 from temporalio.testing import WorkflowEnvironment
 
-from activities.rendering import (
-    Renderer,
-    TemplateError,
-    _format_money,
-    link_problems,
-    sample_context,
-)
+from activities.filters import _format_money
+from activities.rendering import Renderer, TemplateError, link_problems
+from activities.samples import sample_context
 from activities.transports import OutboxTransport
 from tests.emails.snapshots import assert_matches_snapshot
 from triggermail.journeys import load_journeys

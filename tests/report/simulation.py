@@ -79,7 +79,8 @@ from tests.guardrails.conftest import PUBLIC_KEY, shop_api
 from tests.guardrails.test_sendgrid_webhook import signed
 from tests.harness import Shop
 from tests.pii import history_text, personal_data_in
-from triggermail.analytics.report import Report, build_report, wilson
+from triggermail.analytics.report import build_report, wilson
+from triggermail.analytics.report_models import Report
 from triggermail.ids import abandoned_cart_id, browse_abandonment_id, post_purchase_id, welcome_id
 from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import Customer, EmailSend

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tests.report.builders import Store, at, rows
-from triggermail.analytics.report import Report, build_report, report_html, wilson
+from triggermail.analytics.report import build_report, wilson
+from triggermail.analytics.report_display import report_html
+from triggermail.analytics.report_models import Report
 from triggermail.journeys import JourneysConfig
 from triggermail.store import make_engine, make_session_factory, utcnow
 

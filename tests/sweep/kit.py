@@ -20,14 +20,8 @@ from temporalio.worker import Worker
 
 from activities.sweep import SweepActivities
 from tests.sweep.stand_ins import StandInBirthday, StandInReactivation, StandInWinBack
-from triggermail.journeys import (
-    Birthday,
-    JourneysConfig,
-    Reactivation,
-    Step,
-    WinBack,
-    load_journeys,
-)
+from triggermail.journey_tables import Birthday, Reactivation, Step, WinBack
+from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import Customer
 from workflows.sweep import JourneyCounts, PageInput, SweepCursor, SweepPlan, SweepWorkflow
 
@@ -174,14 +168,14 @@ async def sweep(
     """What the workflow does, page by page, without Temporal."""
     from workflows.sweep import FinishInput
 
-    plan = activities.plan_sync(day.isoformat())
+    plan = activities.store.plan(day.isoformat())
     counts: dict[str, JourneyCounts] = {}
     cursor: SweepCursor | None = SweepCursor(plan.kinds[0])
     while cursor is not None:
         page = await activities.page(PageInput(plan, cursor))
         counts.setdefault(page.kind, JourneyCounts()).add(page.counts)
         cursor = page.next
-    activities.finish_sync(FinishInput(plan, counts))
+    activities.store.finish(FinishInput(plan, counts))
     return plan, counts
 
 

@@ -223,9 +223,9 @@ async def test_a_second_run_keeps_the_recorded_segments_and_records_the_new_entr
     )
 
     def run() -> dict[str, str | None]:
-        plan = activities.plan_sync(D.isoformat())
-        page = activities.read_page(plan, SweepCursor("reactivation"))
-        recorded = activities.record_entries(plan, page.candidates)
+        plan = activities.store.plan(D.isoformat())
+        page = activities.store.read_page(plan, SweepCursor("reactivation"))
+        recorded = activities.store.record_entries(plan, page.candidates)
         return {
             c.customer_id: c.input.segment for c in recorded if isinstance(c.input, LapsedInput)
         }
@@ -419,7 +419,7 @@ def test_never_customers_are_untouched(sessions: sessionmaker[Session]) -> None:
 async def test_the_sweep_draws_each_customers_holdout_and_variants(
     sessions: sessionmaker[Session],
 ) -> None:
-    from triggermail.journeys import Variant
+    from triggermail.journey_tables import Variant
     from triggermail.variants import assign_variant, in_holdout
 
     add(sessions, *(customer(f"r{i}", last_order=ago(90)) for i in range(40)))

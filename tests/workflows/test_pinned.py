@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.harness import Shop
 from tests.workflows.lapsed import enter, lapsed_customer
-from triggermail.journeys import JourneysConfig, Offer, ReviewRequest, load_journeys
+from triggermail.journey_tables import Offer, ReviewRequest
+from triggermail.journeys import JourneysConfig, load_journeys
 from triggermail.store import Coupon
 from workflows.types import JourneyResult
 

@@ -25,7 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triggermail.analytics.report import build_report
-from triggermail.journeys import JourneysConfig, Step
+from triggermail.journey_tables import Step
+from triggermail.journeys import JourneysConfig
 from triggermail.store import EmailSend, Experiment
 from triggermail.variants import CONTROL, HOLDOUT, assign_variant, in_holdout, unit
 

@@ -40,7 +40,8 @@ def report(
 
     from sqlalchemy.exc import DBAPIError
 
-    from triggermail.analytics.report import build_report, report_html, report_renderable
+    from triggermail.analytics.report import build_report
+    from triggermail.analytics.report_display import report_html, report_renderable
     from triggermail.durations import parse_duration
     from triggermail.store import make_engine, make_session_factory, utcnow
     from workflows.registry import NAMES

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from activities.content import journey_content
 from activities.email import render_context
-from activities.rendering import Rendered, Renderer, TemplateError, sample_context
+from activities.rendering import Rendered, Renderer, TemplateError
+from activities.samples import sample_context
 from triggermail.durations import format_duration
-from triggermail.journeys import Journey, JourneysConfig, Step
+from triggermail.journey_tables import Journey, Step
+from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, Coupon, Customer, Event, Order
 from workflows import registry
 from workflows.types import SendEmailInput, StepSpec
