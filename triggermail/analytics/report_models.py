@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-HOLDOUT = "holdout"
-"""The variant of a journey's holdout row: entries never mailed."""
+from triggermail.variants import HOLDOUT as HOLDOUT  # a journey's holdout row: never mailed
+
 FUNNEL = ("entered", "sent", "delivered", "opened", "clicked", "converted")
 """The funnel's stages, in order."""
 

@@ -18,12 +18,11 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from activities.content import journey_content
 from activities.email import render_context
 from activities.rendering import Rendered, Renderer, TemplateError
-from activities.samples import sample_context
+from activities.samples import ORDER_JOURNEYS, sample_context
 from triggermail.durations import format_duration
 from triggermail.journey_tables import Journey, Step
 from triggermail.journeys import JourneysConfig
 from triggermail.store import Cart, Coupon, Customer, Event, Order
-from workflows import registry
 from workflows.types import SendEmailInput, StepSpec
 
 PREVIEW_COUPON = "PREVIEW-CODE"
@@ -207,9 +206,6 @@ def _product_id(properties: dict[str, object]) -> object:
     return next(
         (properties[k] for k in ("product_id", "productId", "id", "sku") if k in properties), None
     )
-
-
-ORDER_JOURNEYS = registry.about("order")
 
 
 def write(
